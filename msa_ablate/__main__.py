@@ -1,0 +1,30 @@
+"""``python -m msa_ablate [overrides]``: one run, or a sweep with ``-m``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from msa_ablate.app import run
+from msa_ablate.errors import UserError
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Returns the best validation value of ``trainer.select_metric``, for sweepers to optimise."""
+    hc = HydraConfig.get()
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
+    try:
+        record = run(cfg, Path(hc.runtime.output_dir), choices)
+    except UserError as e:
+        print(f"msa_ablate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return record["valid"][cfg.trainer.select_metric]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""One run: build data, model and loss from the composed config, train, write the outputs.
+
+Every run's folder gets ``metrics.json`` (the contract the analysis reads) and its
+TensorBoard events. ``run`` is free of Hydra's global state so tests can call it
+on a composed config; ``__main__`` is the thin Hydra entry around it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import traceback
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+import msa_ablate
+from msa_ablate.errors import ConfigError, UserError
+from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, payload: Mapping) -> None:
+    """Write then rename, so a reader never sees half a file. NaN is written as null (valid JSON)."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, Mapping):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; results are for everyone to read
+    with os.fdopen(fd, "w") as f:
+        json.dump(clean(payload), f, indent=2)
+    os.replace(tmp, path)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]}: a value is required (e.g. {missing[0]}=...)")
+    t = cfg.trainer
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if not isinstance(t[key], int) or t[key] <= 0:
+            raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer")
+    if not t.lr > 0:
+        raise ConfigError(f"trainer.lr={t.lr}: must be positive")
+    if "scale" in cfg.data and not 0 < cfg.data.scale <= 1:
+        raise ConfigError(f"data.scale={cfg.data.scale}: must be in (0, 1]")
+
+
+def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: Mapping[str, torch.Tensor]) -> None:
+    """The model graph for TensorBoard; a model that will not trace costs a warning, not the run."""
+    try:
+        model.eval()
+        with warnings.catch_warnings():  # notes from the tracer add_graph uses: noise here
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, used by add_graph
+            writer.add_graph(model, (dict(example),), use_strict_trace=False)
+    except Exception as e:  # tracing is best-effort: the run's results do not depend on it
+        log.warning("model graph not logged: tracing failed (%s: %s)", type(e).__name__, str(e).splitlines()[0])
+
+
+def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, str], result: FitResult) -> None:
+    """hparams with the final metrics, written into the run's own event file (add_hparams
+    would open a timestamped sub-folder, which TensorBoard then lists as a second run)."""
+    params = {**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}}
+    metrics = {f"{split}/{k}": v for split, scores in (("best_valid", result.valid), ("test", result.test))
+               for k, v in scores.items() if math.isfinite(v)}
+    for summary in hparams(params, metrics):
+        writer.file_writer.add_summary(summary)
+    for k, v in metrics.items():
+        writer.add_scalar(k, v)
+
+
+def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
+    """Train one configuration; returns (and writes) the metrics.json payload."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record: dict = {"status": "running", "seed": cfg.seed, "choices": dict(choices),
+                    "version": msa_ablate.__version__}
+    writer = None
+    try:
+        check_settings(cfg)
+        device = resolve_device(cfg.trainer.device)
+        # Built as partials and called here, so a UserError reaches the user unwrapped
+        # (instantiate would re-raise it as an InstantiationException).
+        data = instantiate(cfg.data, _partial_=True)().to(device)
+        record["data"] = data.summary()
+        seed_everything(cfg.seed)
+        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)
+        loss_fn = instantiate(cfg.loss)
+        record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()))
+        log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in choices.items()),
+                 device, f"{record['n_params']:,}", record["data"]["sizes"])
+
+        writer = SummaryWriter(str(output_dir))
+        t = cfg.trainer
+        result = fit(model, data, loss_fn, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=cfg.seed,
+                     select_metric=t.select_metric, eval_batch_size=t.eval_batch_size, writer=writer)
+        if t.log_graph:
+            log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
+        log_hparams(writer, cfg, choices, result)
+        record.update(status="completed", best_epoch=result.best_epoch, select_metric=t.select_metric,
+                      valid=result.valid, test=result.test, train_seconds=round(result.train_seconds, 3),
+                      history=result.history)
+        log.info("best epoch %d (valid %s %.4f); test %s", result.best_epoch, t.select_metric,
+                 result.valid[t.select_metric], {k: round(v, 4) for k, v in result.test.items()})
+    except BaseException as e:  # Ctrl-C included: the folder must say the run did not complete
+        record.update(status="failed", reason=f"{type(e).__name__}: {e}")
+        if not isinstance(e, UserError):
+            log.error("run failed:\n%s", traceback.format_exc())
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        write_json_atomic(output_dir / "metrics.json", record)
+    return record

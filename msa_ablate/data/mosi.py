@@ -1,0 +1,33 @@
+"""The real CMU-MOSI pickle, in any of the three layouts met in the wild.
+
+- seed / MultiBench ``mosi_raw.pkl``: 'labels' (N, 1) or (N, 1, 1);
+- MulT ``mosi_data.pkl``: 'labels' (N, 1, 1), byte-string ids, 5-d audio / 20-d vision;
+- MMSA ``aligned_50.pkl``: 'regression_labels' (N,), plus keys this tool does not use.
+
+The layout is told apart by its label key alone, and feature dims come from the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from msa_ablate.data import MOSIData, from_arrays
+from msa_ablate.errors import DataError
+
+
+def load_mosi(path: str) -> MOSIData:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"{file}: no such data file (set data.path)")
+    try:
+        with file.open("rb") as f:
+            try:
+                raw = pickle.load(f)
+            except UnicodeDecodeError:  # a pickle written by Python 2 (some MOSI copies are)
+                f.seek(0)
+                raw = pickle.load(f, encoding="latin1")
+    except Exception as e:  # unpickling garbage can raise almost anything; all of it means "not MOSI"
+        detail = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # one line, however odd the bytes
+        raise DataError(f"{file}: not a readable pickle ({detail})") from None
+    return from_arrays(raw, source=str(file))

@@ -1,0 +1,59 @@
+"""The one model: per-modality branches, a fusion and a head, each chosen by config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msa_ablate.errors import ConfigError
+
+
+class ModalityBranch(nn.Module):
+    """The seed's unimodal path: LayerNorm(d) -> Linear(d, dim) -> ReLU -> encoder."""
+
+    def __init__(self, in_dim: int, dim: int, encoder: nn.Module, layernorm: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim) if layernorm else nn.Identity()
+        self.proj = nn.Linear(in_dim, dim)
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(F.relu(self.proj(self.norm(x))), mask)
+
+
+def content_mask(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """(B, T) True at real steps: MOSI pads at the front with steps that are zero in every modality."""
+    return torch.stack([x.ne(0).any(-1) for x in features.values()]).any(0)
+
+
+class MultimodalSentimentModel(nn.Module):
+    """Branches for the chosen modalities only (a dropped modality builds no parameters)."""
+
+    def __init__(
+        self,
+        input_dims: Mapping[str, int],
+        modalities: Sequence[str],
+        encoder: Callable[[int], nn.Module],
+        fusion: Callable[..., nn.Module],
+        head: Callable[[int], nn.Module],
+        hidden: int = 128,
+        layernorm: bool = True,
+    ) -> None:
+        super().__init__()
+        unknown = [m for m in modalities if m not in input_dims]
+        if unknown or not modalities:
+            raise ConfigError(f"modalities {list(modalities)}: each must be one of {sorted(input_dims)}")
+        self.modalities = list(modalities)
+        self.branches = nn.ModuleDict(
+            {m: ModalityBranch(input_dims[m], hidden, encoder(hidden), layernorm) for m in self.modalities}
+        )
+        self.fusion = fusion(dim=hidden, modalities=self.modalities)
+        self.head = head(self.fusion.out_dim)
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        features = {m: features[m] for m in self.modalities}
+        mask = content_mask(features)
+        return self.head(self.fusion({m: self.branches[m](x, mask) for m, x in features.items()}, mask))
