@@ -64,14 +64,20 @@ def check_settings(cfg: DictConfig) -> None:
 
 def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: Mapping[str, torch.Tensor]) -> None:
     """The model graph for TensorBoard; a model that will not trace costs a warning, not the run."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         model.eval()
+        # In eval mode attention layers take a fused "fast path" whose trace fails the
+        # tracer's sanity check; the plain path computes the same thing.
+        torch.backends.mha.set_fastpath_enabled(False)
         with warnings.catch_warnings():  # notes from the tracer add_graph uses: noise here
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, used by add_graph
             writer.add_graph(model, (dict(example),), use_strict_trace=False)
     except Exception as e:  # tracing is best-effort: the run's results do not depend on it
         log.warning("model graph not logged: tracing failed (%s: %s)", type(e).__name__, str(e).splitlines()[0])
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, str], result: FitResult) -> None:

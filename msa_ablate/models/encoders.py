@@ -1,9 +1,28 @@
-"""Unimodal temporal encoders: ``(B, T, dim), mask (B, T) -> (B, T, dim)``."""
+"""Unimodal temporal encoders: ``(B, T, dim), mask (B, T) -> (B, T, dim)``.
+
+``mask`` is True at real steps; MOSI pads at the front, so content ends at step T-1.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from msa_ablate.errors import ConfigError
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, D): mean over real steps (a clip with none gives zeros)."""
+    weights = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def attention_padding(mask: torch.Tensor) -> torch.Tensor:
+    """key_padding_mask for nn.MultiheadAttention (True = ignore). A clip with no real step
+    attends to all its steps instead: an all-ignored row would give NaN."""
+    return ~(mask | ~mask.any(1, keepdim=True))
 
 
 class LSTMEncoder(nn.Module):
@@ -17,3 +36,72 @@ class LSTMEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.lstm(x)[0]
+
+
+class GRUEncoder(nn.Module):
+    """A GRU in the LSTM's place: three gates' worth of weights instead of four."""
+
+    def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gru = nn.GRU(dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0]
+
+
+class SinusoidalPosition(nn.Module):
+    """Fixed sin/cos position codes (Vaswani et al.), added to the input."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        freq = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        table = torch.zeros(max_len, dim)
+        table[:, 0::2] = torch.sin(position * freq)
+        table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.table[: x.shape[1]]
+
+
+class LearnedPosition(nn.Module):
+    """One trained vector per position, added to the input."""
+
+    def __init__(self, dim: int, max_len: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(max_len, dim) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.table[: x.shape[1]]
+
+
+class TransformerEncoder(nn.Module):
+    """Self-attention over the real steps (padding is masked out as keys and zeroed in the output)."""
+
+    def __init__(self, dim: int, num_layers: int = 1, heads: int = 4, feedforward: int = 256,
+                 dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512) -> None:
+        super().__init__()
+        positions = {"sinusoidal": SinusoidalPosition, "learned": LearnedPosition}
+        if positional not in positions:
+            raise ConfigError(f"encoder.positional={positional}: must be one of {sorted(positions)}")
+        self.position, self.max_len = positions[positional](dim, max_len), max_len
+        layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
+        # No nested tensors: they would return padded steps as zeros on one path and not the other.
+        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.max_len:
+            raise ConfigError(f"encoder.max_len={self.max_len}: the data has {x.shape[1]} steps")
+        out = self.layers(self.position(x), src_key_padding_mask=attention_padding(mask))
+        return out * mask.unsqueeze(-1)
+
+
+class MeanEncoder(nn.Module):
+    """No temporal model, the floor: every real step becomes the masked mean of the clip."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(x, mask).unsqueeze(1) * mask.unsqueeze(-1)

@@ -1,4 +1,8 @@
-"""Multimodal fusions: ``{modality: (B, T, dim)}, mask (B, T) -> (B, out_dim)``."""
+"""Multimodal fusions: ``{modality: (B, T, dim)}, mask (B, T) -> (B, out_dim)``.
+
+A fusion whose ``per_modality`` is True returns ``{modality: (B, out_dim)}`` instead, and
+the model scores each with its own head (late fusion).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from msa_ablate.errors import ConfigError
+from msa_ablate.models.encoders import attention_padding, masked_mean
 
 
 class SumLSTMFusion(nn.Module):
@@ -19,3 +26,108 @@ class SumLSTMFusion(nn.Module):
     def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         _, (h, _) = self.lstm(sum(seqs.values()))
         return h[-1]
+
+
+class ConcatLSTMFusion(nn.Module):
+    """As the seed's, but the sequences are concatenated feature-wise, so no modality is averaged away."""
+
+    def __init__(self, dim: int, modalities: Sequence[str]) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim * len(modalities), dim, batch_first=True)
+        self.out_dim = dim
+
+    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(torch.cat(list(seqs.values()), dim=-1))
+        return h[-1]
+
+
+class SelfAttentionFusion(nn.Module):
+    """Self-attention over the time steps of the combined sequence (summed, or concatenated
+    and projected back to ``dim``), then a masked mean over real steps."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum", heads: int = 4,
+                 feedforward: int = 256, dropout: float = 0.1, num_layers: int = 1) -> None:
+        super().__init__()
+        if combine not in ("sum", "concat"):
+            raise ConfigError(f"fusion.combine={combine}: must be 'sum' or 'concat'")
+        self.combine = combine
+        self.project = nn.Linear(dim * len(modalities), dim) if combine == "concat" else nn.Identity()
+        layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
+        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.out_dim = dim
+
+    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        x = sum(seqs.values()) if self.combine == "sum" else self.project(torch.cat(list(seqs.values()), -1))
+        return masked_mean(self.layers(x, src_key_padding_mask=attention_padding(mask)), mask)
+
+
+class CrossModalBlock(nn.Module):
+    """MulT's cross-modal unit: the target's steps attend to a source's steps (post-norm residuals)."""
+
+    def __init__(self, dim: int, heads: int, feedforward: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.feedforward = nn.Sequential(nn.Linear(dim, feedforward), nn.ReLU(), nn.Dropout(dropout),
+                                         nn.Linear(feedforward, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, target: torch.Tensor, source: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attention(target, source, source, key_padding_mask=padding, need_weights=False)
+        x = self.norm1(target + self.dropout(attended))
+        return self.norm2(x + self.dropout(self.feedforward(x)))
+
+
+class CrossAttentionFusion(nn.Module):
+    """MulT-style: for every ordered pair (source -> target) one cross-modal block; each target's
+    attended sequences are pooled over real steps, and all are concatenated.
+    Needs two modalities at least: with one there is nothing to attend across."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], heads: int = 4, feedforward: int = 256,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if len(modalities) < 2:
+            raise ConfigError(f"fusion=cross_attention needs two modalities or more, got modalities={list(modalities)}")
+        self.pairs = [(s, t) for t in modalities for s in modalities if s != t]
+        self.blocks = nn.ModuleDict({f"{s}_to_{t}": CrossModalBlock(dim, heads, feedforward, dropout)
+                                     for s, t in self.pairs})
+        self.out_dim = dim * len(self.pairs)
+
+    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        padding = attention_padding(mask)
+        return torch.cat([masked_mean(self.blocks[f"{s}_to_{t}"](seqs[t], seqs[s], padding), mask)
+                          for s, t in self.pairs], dim=-1)
+
+
+class TensorFusion(nn.Module):
+    """Tensor Fusion Network (Zadeh et al. 2017): the outer product of the pooled unimodal
+    vectors, each first reduced to ``pooled_dim`` and padded with a 1 so that every unimodal
+    and bimodal term survives beside the trimodal ones; then one hidden layer."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], pooled_dim: int = 16, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.reduce = nn.ModuleDict({m: nn.Linear(dim, pooled_dim) for m in modalities})
+        self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear((pooled_dim + 1) ** len(modalities), dim), nn.ReLU())
+        self.out_dim = dim
+
+    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        fused = None
+        for m, seq in seqs.items():
+            z = self.reduce[m](masked_mean(seq, mask))
+            z = torch.cat([z.new_ones(z.shape[0], 1), z], dim=-1)
+            fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
+        return self.post(fused)
+
+
+class LateFusion(nn.Module):
+    """No fusion of features: each modality is pooled over its real steps and scored by its own
+    head; the model averages the scores."""
+
+    per_modality = True
+
+    def __init__(self, dim: int, modalities: Sequence[str]) -> None:
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {m: masked_mean(seq, mask) for m, seq in seqs.items()}

@@ -15,3 +15,14 @@ class SigmoidHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.fc(h)).squeeze(-1) * 6 - 3
+
+
+class LinearHead(nn.Module):
+    """An unbounded linear score: no saturation near +-3, and predictions may leave the range."""
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(h).squeeze(-1)

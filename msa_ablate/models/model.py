@@ -51,9 +51,15 @@ class MultimodalSentimentModel(nn.Module):
             {m: ModalityBranch(input_dims[m], hidden, encoder(hidden), layernorm) for m in self.modalities}
         )
         self.fusion = fusion(dim=hidden, modalities=self.modalities)
-        self.head = head(self.fusion.out_dim)
+        if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality
+            self.head = nn.ModuleDict({m: head(self.fusion.out_dim) for m in self.modalities})
+        else:
+            self.head = head(self.fusion.out_dim)
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         features = {m: features[m] for m in self.modalities}
         mask = content_mask(features)
-        return self.head(self.fusion({m: self.branches[m](x, mask) for m, x in features.items()}, mask))
+        fused = self.fusion({m: self.branches[m](x, mask) for m, x in features.items()}, mask)
+        if isinstance(fused, dict):
+            return torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
+        return self.head(fused)
