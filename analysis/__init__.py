@@ -1,0 +1,1 @@
+"""Sweep analysis: from Hydra multirun folders to tidy runs, comparison tables and plots."""

@@ -1,0 +1,107 @@
+"""Job folders -> one tidy DataFrame, one row per run; nothing is dropped silently.
+
+A job folder is one holding ``.hydra/`` (Hydra writes it before the job starts) or
+``metrics.json``. Its row has every config group's choice, every overridden value, the
+seed, the status (``completed``, ``failed``, or ``missing`` where no metrics.json exists:
+a job killed or still running) with a reason, and the valid/test metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from msa_ablate.metrics import METRIC_NAMES
+
+# Groups that choose a configuration; `experiment` and `variant` only say how it was launched.
+META_GROUPS = ("experiment", "variant")
+SCORES = ("loss", *METRIC_NAMES)
+
+
+def job_folders(root: Path) -> list[Path]:
+    """Every job folder under ``root`` (itself included), in a stable order."""
+    found = {p.parent for p in root.rglob("metrics.json")} | {p.parent for p in root.rglob(".hydra")}
+    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(root).parts])
+
+
+def newest_sweep(root: Path = Path("multirun")) -> Path:
+    """The most recently written sweep folder (one holding multirun.yaml) under ``root``."""
+    sweeps = [p.parent for p in root.rglob("multirun.yaml")]
+    if not sweeps:
+        raise FileNotFoundError(f"{root}: no sweep found (no multirun.yaml below it)")
+    return max(sweeps, key=lambda p: p.stat().st_mtime)
+
+
+def _overrides(folder: Path) -> dict[str, str]:
+    """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'})."""
+    file = folder / ".hydra" / "overrides.yaml"
+    if not file.exists():
+        return {}
+    values = {}
+    for item in yaml.safe_load(file.read_text()) or []:
+        key, _, value = item.lstrip("+~").partition("=")
+        if "." in key and not key.startswith("hydra."):
+            values[key] = value
+    return values
+
+
+def _choices(folder: Path) -> dict[str, str]:
+    """Config group choices from Hydra's own record, for jobs that wrote no metrics.json."""
+    file = folder / ".hydra" / "hydra.yaml"
+    if not file.exists():
+        return {}
+    choices = yaml.safe_load(file.read_text())["hydra"]["runtime"]["choices"]
+    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
+
+
+def _seed(folder: Path) -> int | None:
+    file = folder / ".hydra" / "config.yaml"
+    return yaml.safe_load(file.read_text()).get("seed") if file.exists() else None
+
+
+def read_run(folder: Path) -> dict:
+    row: dict = {"path": str(folder)}
+    file = folder / "metrics.json"
+    if file.exists():
+        try:
+            record = json.loads(file.read_text())
+        except json.JSONDecodeError as e:
+            record = {"status": "failed", "reason": f"unreadable metrics.json ({e})"}
+    else:
+        record = {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
+    row.update(record.get("choices") or _choices(folder))
+    row.update(_overrides(folder))
+    row["seed"] = record.get("seed", _seed(folder))
+    row["status"] = record.get("status", "unknown")
+    row["reason"] = record.get("reason", "")
+    for key in ("best_epoch", "train_seconds", "n_params", "device"):
+        row[key] = record.get(key)
+    for split in ("valid", "test"):
+        for name in SCORES:
+            value = (record.get(split) or {}).get(name)
+            row[f"{split}_{name}"] = float("nan") if value is None else value
+    return row
+
+
+def load_runs(folders: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per job folder found under the given folders (sweeps or single runs)."""
+    rows = [read_run(job) for folder in folders for job in job_folders(Path(folder))]
+    if not rows:
+        raise FileNotFoundError(f"no job folders under {[str(f) for f in folders]}")
+    return pd.DataFrame(rows)
+
+
+def factor_columns(runs: pd.DataFrame) -> list[str]:
+    """Everything that defines a configuration: group choices and overridden values, not the seed."""
+    fixed = {"path", "seed", "status", "reason", "best_epoch", "train_seconds", "n_params", "device", *META_GROUPS}
+    return [c for c in runs.columns if c not in fixed and not c.startswith(("valid_", "test_"))]
+
+
+def duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of the same configuration and seed more than once (each copy listed)."""
+    key = [*factor_columns(runs), "seed"]
+    return runs[runs.duplicated(key, keep=False)].sort_values(key)

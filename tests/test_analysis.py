@@ -1,0 +1,152 @@
+"""analysis/summarize.py on sweeps with known values: written by the test, and one real tiny sweep."""
+
+import io
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.runs import load_runs, newest_sweep
+from analysis.summarize import compare, main, one_factor_tables
+from tests.conftest import TINY, cli
+
+BASE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "sigmoid", "loss": "mse",
+        "modalities": "tva", "layernorm": "on", "trainer": "default"}
+# test Corr per (loss, seed): l1 is better than mse by 0.01, 0.02, 0.03, 0.04, 0.05 on seeds 1-5.
+CORR = {"mse": [0.50, 0.52, 0.48, 0.51, 0.49], "l1": [0.51, 0.54, 0.51, 0.55, 0.54], "huber": [0.50, 0.52, 0.48]}
+
+
+def write_job(folder, choices, seed, corr=None, status="completed", overrides=()):
+    """A job folder as Hydra and the app leave it: .hydra/ from the start, metrics.json at the end."""
+    hydra = folder / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump([*overrides, f"seed={seed}"]))
+    (hydra / "config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+    (hydra / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if status is None:  # killed before metrics.json
+        return
+    metrics = {name: 0.7 for name in ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Has0_F1_score",
+                                       "Mult_acc_5", "Mult_acc_7", "MAE", "loss")}
+    record = {"status": status, "seed": seed, "choices": choices}
+    if status == "completed":
+        record.update(valid={**metrics, "Corr": corr - 0.1}, test={**metrics, "Corr": corr}, best_epoch=3)
+    else:
+        record["reason"] = "TrainingDiverged: non-finite training loss at epoch 2, step 5"
+    (folder / "metrics.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A loss sweep: mse and l1 on seeds 1-5, huber on seeds 1-3, one failed and one killed job."""
+    root = tmp_path / "multirun" / "2026-01-01" / "10-00-00"
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("{}")
+    job = 0
+    for loss, values in CORR.items():
+        for seed, corr in enumerate(values, start=1):
+            write_job(root / str(job), {**BASE, "loss": loss}, seed, corr, overrides=[f"loss={loss}"])
+            job += 1
+    write_job(root / str(job), {**BASE, "loss": "huber"}, 4, status="failed", overrides=["loss=huber"])
+    write_job(root / str(job + 1), {**BASE, "loss": "huber"}, 5, status=None, overrides=["loss=huber"])
+    return root
+
+
+def test_every_folder_is_a_row_with_its_status(sweep):
+    runs = load_runs([sweep])
+    assert len(runs) == 15
+    assert runs.status.value_counts().to_dict() == {"completed": 13, "failed": 1, "missing": 1}
+    failed = runs[runs.status == "failed"].iloc[0]
+    assert "non-finite" in failed.reason and failed.seed == 4
+    missing = runs[runs.status == "missing"].iloc[0]
+    assert missing.seed == 5 and missing.loss == "huber" and "no metrics.json" in missing.reason
+
+
+def test_means_stds_deltas_and_p_values(sweep):
+    table = compare(load_runs([sweep]), metric="Corr")
+    assert list(table.index) == ["loss=l1", "baseline", "loss=huber"]  # sorted by mean Corr
+    l1, base = table.loc["loss=l1"], table.loc["baseline"]
+    assert base.baseline and not l1.baseline
+    assert l1.Corr_mean == pytest.approx(0.53) and base.Corr_mean == pytest.approx(0.50)
+    # sample std of l1: deviations -.02 .01 -.02 .02 .01 -> sum of squares .0014 / 4
+    assert l1.Corr_std == pytest.approx(math.sqrt(0.0014 / 4))
+    # paired differences .01 .02 .03 .04 .05: mean .03, sd .0158114, t = .03 / (.0158114 / sqrt 5) = 4.2426
+    assert l1.delta == pytest.approx(0.03) and l1.n_paired == 5
+    from scipy.stats import t as student_t
+    assert l1.p_t == pytest.approx(2 * student_t.sf(0.03 / (math.sqrt(0.00025) / math.sqrt(5)), df=4))
+    assert l1.p_wilcoxon == pytest.approx(2 / 32)  # all 5 differences positive: 2 of 2^5 sign patterns
+    huber = table.loc["loss=huber"]
+    assert (huber.n, huber.not_completed, huber.n_paired) == (3, 2, 3)
+    assert huber.delta == pytest.approx(0.0) and huber.p_t == 1.0  # identical to mse on the shared seeds
+    assert math.isnan(huber.p_wilcoxon)  # n = 3 is too few
+
+
+def test_mae_sorts_lowest_first(sweep):
+    assert compare(load_runs([sweep]), metric="MAE").index[0] in {"baseline", "loss=l1", "loss=huber"}
+
+
+def test_one_factor_tables_hold_other_factors_at_baseline(tmp_path):
+    root = tmp_path / "s"
+    for i, (enc, loss) in enumerate([("lstm", "mse"), ("gru", "mse"), ("lstm", "l1"), ("gru", "l1")]):
+        for seed in (1, 2):
+            write_job(root / f"{i}{seed}", {**BASE, "encoder": enc, "loss": loss}, seed, 0.5 + 0.1 * i + 0.01 * seed)
+    tables = one_factor_tables(load_runs([root]))
+    assert set(tables) == {"encoder", "loss"}
+    assert set(tables["encoder"].index) == {"baseline", "encoder=gru"}  # loss held at mse
+    assert tables["encoder"].loc["encoder=gru", "Corr_mean"] == pytest.approx(0.615)
+
+
+def test_duplicates_are_reported(sweep, capsys):
+    write_job(sweep / "99", {**BASE, "loss": "l1"}, 1, 0.51, overrides=["loss=l1"])
+    main([str(sweep), "--no-plots"])
+    assert "duplicates (same configuration and seed)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["terminal", "markdown", "latex", "csv"])
+def test_formats(sweep, capsys, fmt):
+    assert main([str(sweep), "--format", fmt, "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "loss=l1" in out and "failed" in out
+    if fmt == "markdown":
+        assert "| config" in out and "|---" in out.replace(":", "")
+    if fmt == "latex":
+        assert "\\begin{tabular}" in out and "\\toprule" in out
+    if fmt == "csv":
+        block = out.split("## all configurations\n\n")[1].split("\n\n")[0]
+        table = pd.read_csv(io.StringIO(block), index_col=0)
+        assert table.loc["loss=l1", "Corr_mean"] == pytest.approx(0.53)
+
+
+def test_files_beside_the_sweep_and_plots(sweep):
+    main([str(sweep)])
+    runs = pd.read_csv(sweep / "runs.csv")
+    assert len(runs) == 15 and {"loss", "seed", "status", "test_Corr", "valid_Corr"} <= set(runs.columns)
+    assert (sweep / "summary.md").read_text().count("## ") == 2  # all configurations + one factor: loss
+    plots = list((sweep / "plots").glob("*.png"))
+    assert {p.name for p in plots} == {"bar_loss_Corr.png", "curves_loss.png"}
+    assert all(p.stat().st_size > 1000 for p in plots)
+
+
+def test_filter_split_and_newest(sweep, tmp_path, capsys, monkeypatch):
+    main([str(sweep), "--filter", "loss=mse,l1", "--split", "valid", "--no-plots"])
+    out = capsys.readouterr().out
+    assert "huber" not in out.split("## all configurations")[1] and "0.4300" in out  # valid = test - 0.1
+    monkeypatch.chdir(tmp_path)
+    assert newest_sweep() == sweep.relative_to(tmp_path)
+
+
+def test_bad_filter_is_one_line(sweep):
+    with pytest.raises(SystemExit, match="--filter colour: no such column"):
+        main([str(sweep), "--filter", "colour=red", "--no-plots"])
+
+
+def test_a_real_tiny_sweep(tmp_path):
+    """A real `-m loss=mse,l1 seed=1,2` sweep, summarised with its learning curves from TensorBoard."""
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *TINY, "trainer.epochs=2", "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    main([str(sweep)])
+    table = compare(load_runs([sweep]))
+    assert list(table.n) == [2, 2] and set(table.index) == {"baseline", "loss=l1"}
+    assert (sweep / "plots" / "curves_loss.png").stat().st_size > 5000
