@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from msa_ablate.app import run
@@ -22,6 +23,8 @@ def main(cfg: DictConfig) -> float:
         record = run(cfg, Path(hc.runtime.output_dir), choices)
     except UserError as e:
         print(f"msa_ablate: error: {e}", file=sys.stderr)
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job, runs the rest, and exits non-zero at the end
         sys.exit(2)
     return record["valid"][cfg.trainer.select_metric]
 

@@ -7,6 +7,7 @@ on a composed config; ``__main__`` is the thin Hydra entry around it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -92,10 +93,47 @@ def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, st
         writer.add_scalar(k, v)
 
 
+# Settings that change how a run is kept or shown, not what it computes.
+NOT_IN_IDENTITY = ("resume", "trainer.keep_checkpoint", "trainer.log_graph")
+
+
+def config_key(cfg: DictConfig) -> str:
+    """A run's identity: a digest of its resolved configuration (seed included)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    for dotted in NOT_IN_IDENTITY:
+        *parents, leaf = dotted.split(".")
+        node = plain
+        for name in parents:
+            node = node.get(name, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def completed_record(output_dir: Path, key: str) -> dict | None:
+    """The folder's metrics.json if it records this very configuration as completed."""
+    try:
+        record = json.loads((output_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if record.get("status") == "completed" and record.get("config_key") == key else None
+
+
 def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
-    """Train one configuration; returns (and writes) the metrics.json payload."""
+    """Train one configuration; returns (and writes) the metrics.json payload.
+
+    Exactly once: a folder that already holds this configuration's completed metrics.json
+    is kept as it is (unless ``resume=false``), and a run killed mid-way continues from
+    its last epoch's checkpoint."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    record: dict = {"status": "running", "seed": cfg.seed, "choices": dict(choices),
+    key = config_key(cfg)
+    if cfg.get("resume", True) and (done := completed_record(output_dir, key)):
+        log.info("%s: already completed, skipped (resume=false runs it again)", output_dir)
+        return done
+    checkpoint = output_dir / "checkpoint.pt"
+    if not cfg.get("resume", True):
+        checkpoint.unlink(missing_ok=True)
+    record: dict = {"status": "running", "seed": cfg.seed, "choices": dict(choices), "config_key": key,
                     "version": msa_ablate.__version__}
     writer = None
     try:
@@ -115,7 +153,8 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
         writer = SummaryWriter(str(output_dir))
         t = cfg.trainer
         result = fit(model, data, loss_fn, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=cfg.seed,
-                     select_metric=t.select_metric, eval_batch_size=t.eval_batch_size, writer=writer)
+                     select_metric=t.select_metric, eval_batch_size=t.eval_batch_size, writer=writer,
+                     checkpoint=checkpoint, checkpoint_key=key)
         if t.log_graph:
             log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
         log_hparams(writer, cfg, choices, result)
@@ -124,7 +163,12 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
                       history=result.history)
         log.info("best epoch %d (valid %s %.4f); test %s", result.best_epoch, t.select_metric,
                  result.valid[t.select_metric], {k: round(v, 4) for k, v in result.test.items()})
-    except BaseException as e:  # Ctrl-C included: the folder must say the run did not complete
+        if not t.keep_checkpoint:
+            checkpoint.unlink(missing_ok=True)
+    except KeyboardInterrupt:  # Ctrl-C: the events so far stay, the checkpoint lets it resume
+        record.update(status="interrupted", reason="KeyboardInterrupt")
+        raise
+    except BaseException as e:  # the folder must say the run did not complete, and why
         record.update(status="failed", reason=f"{type(e).__name__}: {e}")
         if not isinstance(e, UserError):
             log.error("run failed:\n%s", traceback.format_exc())

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import random
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +33,63 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """What a run needs, beside the model and optimiser, to go on after its last finished epoch."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] | None = None
+    seconds: float = 0.0
+
+
+def _rng_states(order_rng: torch.Generator) -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "order": order_rng.get_state()}
+
+
+def _set_rng_states(states: dict, order_rng: torch.Generator) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    order_rng.set_state(states["order"])
+
+
+def save_checkpoint(path: Path, key: str, progress: Progress, model: nn.Module, optimizer, scheduler,
+                    order_rng: torch.Generator) -> None:
+    """Written to a temporary file and renamed, so a kill mid-write leaves the previous one intact."""
+    payload = {"key": key, "progress": vars(progress), "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "rng": _rng_states(order_rng)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, key: str, model: nn.Module, optimizer, scheduler,
+                    order_rng: torch.Generator) -> Progress:
+    """The saved progress, with model, optimiser, scheduler and every RNG restored; a fresh
+    Progress where there is no checkpoint, or one of another configuration."""
+    if not path.exists():
+        return Progress()
+    payload = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    if payload["key"] != key:
+        log.warning("%s: checkpoint of another configuration, starting afresh", path)
+        return Progress()
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    _set_rng_states(payload["rng"], order_rng)
+    log.info("%s: resuming after epoch %d", path, payload["progress"]["epoch"])
+    return Progress(**payload["progress"])
 
 
 @dataclass
@@ -93,8 +152,14 @@ def fit(
     select_metric: str = "Corr",
     eval_batch_size: int = 256,
     writer=None,
+    checkpoint: Path | None = None,
+    checkpoint_key: str = "",
 ) -> FitResult:
-    """Train ``model`` on data already on its device; ``writer`` is an optional SummaryWriter."""
+    """Train ``model`` on data already on its device; ``writer`` is an optional SummaryWriter.
+
+    With ``checkpoint``, the state after each epoch is saved there, and a run that finds a
+    checkpoint with the same ``checkpoint_key`` (its configuration) goes on from it, ending
+    exactly as the uninterrupted run would."""
     if select_metric not in (*METRIC_NAMES, "loss"):
         raise ConfigError(f"trainer.select_metric={select_metric}: must be one of {[*METRIC_NAMES, 'loss']}")
     train, valid = data.splits["train"], data.splits["valid"]
@@ -103,11 +168,11 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     order_rng = torch.Generator().manual_seed(seed)  # batch order apart from the init/dropout stream
+    p = (load_checkpoint(checkpoint, checkpoint_key, model, optimizer, scheduler, order_rng)
+         if checkpoint is not None else Progress())
 
-    history: list[dict[str, float]] = []
-    best_score, best_state, best_epoch, best_valid = None, None, 0, {}
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(p.epoch + 1, epochs + 1):
+        start = time.perf_counter()
         model.train()
         lrs, losses = [], []
         for x, y in batches(train, torch.randperm(len(train), generator=order_rng).to(device), batch_size):
@@ -124,28 +189,31 @@ def fit(
             raise TrainingDiverged(f"non-finite training loss at epoch {epoch}, step {step}")
 
         scores = evaluate(model, valid, loss_fn, eval_batch_size)
-        history.append({"epoch": epoch, "train_loss": float(step_losses.mean()),
-                        **{f"valid_{k}": v for k, v in scores.items()}})
-        if is_better(select_metric, scores[select_metric], best_score):
-            best_score, best_epoch, best_valid = scores[select_metric], epoch, scores
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        p.history.append({"epoch": epoch, "train_loss": float(step_losses.mean()),
+                          **{f"valid_{k}": v for k, v in scores.items()}})
+        if is_better(select_metric, scores[select_metric], p.best_score):
+            p.best_score, p.best_epoch, p.best_valid = scores[select_metric], epoch, scores
+            p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("epoch %d/%d  train loss %.4f  valid loss %.4f  valid Corr %.4f%s", epoch, epochs,
-                 history[-1]["train_loss"], scores["loss"], scores["Corr"], "  *" if best_epoch == epoch else "")
+                 p.history[-1]["train_loss"], scores["loss"], scores["Corr"], "  *" if p.best_epoch == epoch else "")
         if writer is not None:
             first_step = (epoch - 1) * steps_per_epoch
             for i, (value, step_lr) in enumerate(zip(step_losses.tolist(), lrs)):
                 writer.add_scalar("loss/train_step", value, first_step + i + 1)
                 writer.add_scalar("lr", step_lr, first_step + i + 1)
-            writer.add_scalar("loss/train", history[-1]["train_loss"], epoch)
+            writer.add_scalar("loss/train", p.history[-1]["train_loss"], epoch)
             writer.add_scalar("loss/valid", scores["loss"], epoch)
             for k, v in scores.items():
                 if k != "loss":
                     writer.add_scalar(f"valid/{k}", v, epoch)
-    train_seconds = time.perf_counter() - start
+        p.epoch, p.seconds = epoch, p.seconds + time.perf_counter() - start
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, checkpoint_key, p, model, optimizer, scheduler, order_rng)
 
-    if best_state is None:  # every epoch's metric was NaN (e.g. constant predictions): keep the last
-        best_epoch, best_valid = epochs, scores
+    if p.best_state is None:  # every epoch's metric was NaN (e.g. constant predictions): keep the last
+        p.best_epoch = p.epoch
+        p.best_valid = {k.removeprefix("valid_"): v for k, v in p.history[-1].items() if k.startswith("valid_")}
     else:
-        model.load_state_dict(best_state)
+        model.load_state_dict(p.best_state)
     test = evaluate(model, data.splits["test"], loss_fn, eval_batch_size)
-    return FitResult(best_epoch, best_valid, test, history, train_seconds)
+    return FitResult(p.best_epoch, p.best_valid, test, p.history, p.seconds)

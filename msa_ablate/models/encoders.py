@@ -49,6 +49,12 @@ class GRUEncoder(nn.Module):
         return self.gru(x)[0]
 
 
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) index of each step counted from the clip's first real step (padding: 0). Counting from
+    step 0 of the front-padded sequence would give a clip's first word a position set by its length."""
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
 class SinusoidalPosition(nn.Module):
     """Fixed sin/cos position codes (Vaswani et al.), added to the input."""
 
@@ -61,8 +67,8 @@ class SinusoidalPosition(nn.Module):
         table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
         self.register_buffer("table", table, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.table[: x.shape[1]]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x + self.table[positions(mask)]
 
 
 class LearnedPosition(nn.Module):
@@ -72,20 +78,20 @@ class LearnedPosition(nn.Module):
         super().__init__()
         self.table = nn.Parameter(torch.randn(max_len, dim) * 0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.table[: x.shape[1]]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x + self.table[positions(mask)]
 
 
 class TransformerEncoder(nn.Module):
     """Self-attention over the real steps (padding is masked out as keys and zeroed in the output)."""
 
     def __init__(self, dim: int, num_layers: int = 1, heads: int = 4, feedforward: int = 256,
-                 dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 512) -> None:
+                 dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 64) -> None:
         super().__init__()
-        positions = {"sinusoidal": SinusoidalPosition, "learned": LearnedPosition}
-        if positional not in positions:
-            raise ConfigError(f"encoder.positional={positional}: must be one of {sorted(positions)}")
-        self.position, self.max_len = positions[positional](dim, max_len), max_len
+        codes = {"sinusoidal": SinusoidalPosition, "learned": LearnedPosition}
+        if positional not in codes:
+            raise ConfigError(f"encoder.positional={positional}: must be one of {sorted(codes)}")
+        self.position, self.max_len = codes[positional](dim, max_len), max_len
         layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
         # No nested tensors: they would return padded steps as zeros on one path and not the other.
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
@@ -93,7 +99,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.max_len:
             raise ConfigError(f"encoder.max_len={self.max_len}: the data has {x.shape[1]} steps")
-        out = self.layers(self.position(x), src_key_padding_mask=attention_padding(mask))
+        out = self.layers(self.position(x, mask), src_key_padding_mask=attention_padding(mask))
         return out * mask.unsqueeze(-1)
 
 

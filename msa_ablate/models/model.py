@@ -57,8 +57,8 @@ class MultimodalSentimentModel(nn.Module):
             self.head = head(self.fusion.out_dim)
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        mask = content_mask(features)  # from every modality given, so a subset sees the same steps
         features = {m: features[m] for m in self.modalities}
-        mask = content_mask(features)
         fused = self.fusion({m: self.branches[m](x, mask) for m, x in features.items()}, mask)
         if isinstance(fused, dict):
             return torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)

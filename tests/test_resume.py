@@ -1,0 +1,105 @@
+"""Exactly once: completed jobs are skipped, killed runs continue from their checkpoint, and
+failures are recorded without stopping the sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import msa_ablate.trainer
+from tests.conftest import ROOT, TINY, cli, run_tiny
+
+FAST = ["trainer.log_graph=false"]
+
+
+def stop_at_epoch(monkeypatch, epoch: int, exception: BaseException):
+    """Make the validation of `epoch` raise: the run dies after epoch - 1 was checkpointed."""
+    evaluate, calls = msa_ablate.trainer.evaluate, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == epoch:
+            raise exception
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(msa_ablate.trainer, "evaluate", dying)
+
+
+def test_a_completed_job_is_skipped_unless_resume_false(tmp_path):
+    first = run_tiny(tmp_path, *FAST)
+    stamp = (tmp_path / "metrics.json").stat().st_mtime_ns
+    assert run_tiny(tmp_path, *FAST) == first
+    assert (tmp_path / "metrics.json").stat().st_mtime_ns == stamp
+    run_tiny(tmp_path, *FAST, "seed=3")  # another configuration in the folder: it runs
+    assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 3
+    run_tiny(tmp_path, *FAST, "seed=3", "resume=false")
+    assert (tmp_path / "metrics.json").stat().st_mtime_ns != stamp
+
+
+def test_a_killed_run_continues_to_the_same_metrics(tmp_path, monkeypatch):
+    clean = run_tiny(tmp_path / "clean", *FAST, "trainer.epochs=3")
+    with monkeypatch.context() as m:
+        stop_at_epoch(m, 3, RuntimeError("killed"))
+        with pytest.raises(RuntimeError):
+            run_tiny(tmp_path / "killed", *FAST, "trainer.epochs=3")
+    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["status"] == "failed"
+    assert (tmp_path / "killed" / "checkpoint.pt").exists()
+    resumed = run_tiny(tmp_path / "killed", *FAST, "trainer.epochs=3")
+    assert resumed["history"] == pytest.approx(clean["history"])
+    assert (resumed["best_epoch"], resumed["valid"], resumed["test"]) == (
+        clean["best_epoch"], clean["valid"], clean["test"])
+    assert not (tmp_path / "killed" / "checkpoint.pt").exists()  # removed once completed
+
+
+def test_keep_checkpoint(tmp_path):
+    run_tiny(tmp_path, *FAST, "trainer.keep_checkpoint=true")
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_its_events(tmp_path, monkeypatch):
+    stop_at_epoch(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path, *FAST, "trainer.epochs=2")
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "interrupted"
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", *TINY, *FAST, "fusion=cross_attention", "modalities=t,tva", f"hydra.sweep.dir={sweep}",
+               cwd=tmp_path)
+    assert proc.returncode != 0
+    status = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(2)]
+    assert status == ["failed", "completed"]
+
+
+def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
+    """SIGKILL while job 1 trains, then the same command again: 3 runs, each seed once."""
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, *FAST, "trainer.epochs=40", "seed=1,2,3",
+            f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (sweep / "1" / "checkpoint.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "job 1 never checkpointed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
+    assert before == ["0"]  # job 0 done, job 1 killed mid-way, job 2 never started
+    stamp = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    records = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
+    assert [r["status"] for r in records] == ["completed"] * 3
+    assert sorted(r["seed"] for r in records) == [1, 2, 3]
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == stamp  # skipped, not re-run
+    assert not list(sweep.glob("*/checkpoint.pt"))
