@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.plots import bar_chart, curves_chart, loss_curves
-from analysis.runs import load_runs, newest_sweep
-from analysis.summarize import ALPHA, BASELINE, one_factor_tables, render, with_labels
+from analysis.runs import load_runs
+from analysis.summarize import ALPHA, BASELINE, one_factor_tables, read_folders, render, with_labels
+from msa_ablate.metrics import SCORE_NAMES
 
 QUESTIONS = {
     "encoder": ("2.1", "Encoder: LSTM against a Transformer (with positional encoding), a GRU and a plain mean"),
@@ -55,7 +56,9 @@ def question_1(runs: pd.DataFrame, plots: Path) -> str:
     base = base[(base.config == BASELINE) & (base.status == "completed")]
     if base.empty:
         return "No completed baseline runs."
-    curves = [loss_curves(p) for p in base.path]
+    curves = [c for c in map(loss_curves, base.path) if {"train", "valid"} <= set(c)]
+    if not curves:
+        return "The baseline runs hold no TensorBoard loss curves (event files missing)."
     train = pd.DataFrame({i: c["train"] for i, c in enumerate(curves)}).mean(axis=1)
     valid = pd.DataFrame({i: c["valid"] for i, c in enumerate(curves)}).mean(axis=1)
     chart = curves_chart(base, "baseline", plots / "q1_curves_baseline.png")
@@ -111,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path, help="sweep folders (default: newest under multirun/)")
     parser.add_argument("--out", type=Path, help="folder for REPORT.md and its plots (default: first folder)")
-    parser.add_argument("--metric", default="Corr")
+    parser.add_argument("--metric", default="Corr", choices=SCORE_NAMES)
     args = parser.parse_args(argv)
-    folders = args.folders or [newest_sweep()]
+    try:
+        folders, _ = read_folders(args.folders)
+    except FileNotFoundError as e:
+        parser.error(str(e))
     print(f"wrote {report(folders, args.out or folders[0], args.metric)}")
     return 0
 

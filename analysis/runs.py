@@ -15,17 +15,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from msa_ablate.metrics import METRIC_NAMES
+from msa_ablate.metrics import SCORE_NAMES
 
 # Groups that choose a configuration; `experiment` and `variant` only say how it was launched.
 META_GROUPS = ("experiment", "variant")
-SCORES = ("loss", *METRIC_NAMES)
 
 
 def job_folders(root: Path) -> list[Path]:
     """Every job folder under ``root`` (itself included), in a stable order."""
     found = {p.parent for p in root.rglob("metrics.json")} | {p.parent for p in root.rglob(".hydra")}
-    return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in p.relative_to(root).parts])
+    return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.relative_to(root).parts])
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:
@@ -71,6 +70,8 @@ def read_run(folder: Path) -> dict:
             record = json.loads(file.read_text())
         except json.JSONDecodeError as e:
             record = {"status": "failed", "reason": f"unreadable metrics.json ({e})"}
+        if not isinstance(record, dict):
+            record = {"status": "failed", "reason": "metrics.json does not hold an object"}
     else:
         record = {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
     row.update(record.get("choices") or _choices(folder))
@@ -81,7 +82,7 @@ def read_run(folder: Path) -> dict:
     for key in ("best_epoch", "train_seconds", "n_params", "device"):
         row[key] = record.get(key)
     for split in ("valid", "test"):
-        for name in SCORES:
+        for name in SCORE_NAMES:
             value = (record.get(split) or {}).get(name)
             row[f"{split}_{name}"] = float("nan") if value is None else value
     return row
@@ -89,10 +90,10 @@ def read_run(folder: Path) -> dict:
 
 def load_runs(folders: Iterable[str | Path]) -> pd.DataFrame:
     """One row per job folder found under the given folders (sweeps or single runs)."""
-    rows = [read_run(job) for folder in folders for job in job_folders(Path(folder))]
-    if not rows:
-        raise FileNotFoundError(f"no job folders under {[str(f) for f in folders]}")
-    return pd.DataFrame(rows)
+    jobs = dict.fromkeys(job.resolve() for folder in folders for job in job_folders(Path(folder)))  # each once
+    if not jobs:
+        raise FileNotFoundError(f"no job folders (with .hydra/ or metrics.json) under {[str(f) for f in folders]}")
+    return pd.DataFrame([read_run(job) for job in jobs])
 
 
 def factor_columns(runs: pd.DataFrame) -> list[str]:

@@ -9,6 +9,7 @@ factor that the sweep varied. Writes runs.csv, summary.md and plots beside the s
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from analysis.runs import duplicates, factor_columns, load_runs, newest_sweep
-from msa_ablate.metrics import LOWER_IS_BETTER
+from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
 __all__ = ["load_runs", "compare", "one_factor_tables", "main"]
 
@@ -31,19 +32,41 @@ ALPHA = 0.05
 BASELINE = "baseline"
 
 
-def default_values(factors: list[str]) -> dict[str, str]:
-    """What `python -m msa_ablate` runs with no overrides, for the given factors."""
+def normal(value: object) -> str:
+    """One spelling per value: '1e-3', '0.001' and 0.001 are the same learning rate."""
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_config():
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", return_hydra_config=True)
+        return compose("config", return_hydra_config=True)
+
+
+def default_value(factor: str) -> str:
+    """What `python -m msa_ablate` runs with no overrides (this checkout's conf/), normalised."""
+    from omegaconf import OmegaConf
+
+    cfg = _default_config()
     choices = cfg.hydra.runtime.choices
-    return {f: str(choices[f]) if f in choices else str(OmegaConf.select(cfg, f, default=None)) for f in factors}
+    return normal(choices[factor] if factor in choices else OmegaConf.select(cfg, factor, default=None))
+
+
+def factor_values(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's factors, normalised; a value a run does not record (a key overridden in one
+    merged sweep but not in another) is the default."""
+    return pd.DataFrame({f: [normal(v) if pd.notna(v) else default_value(f) for v in runs[f]]
+                         for f in factor_columns(runs)}, index=runs.index)
 
 
 def varying(runs: pd.DataFrame) -> list[str]:
-    return [f for f in factor_columns(runs) if runs[f].astype(str).nunique() > 1]
+    values = factor_values(runs)
+    return [f for f in values if values[f].nunique() > 1]
 
 
 def with_labels(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -54,17 +77,17 @@ def with_labels(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     if not factors:  # one configuration: nothing to compare it with
         runs["config"] = "all runs"
         return runs, None
-    defaults = default_values(factors)
-    runs["config"] = [" ".join(f"{f}={v}" for f, v in zip(factors, values) if v != defaults[f]) or BASELINE
-                      for values in runs[factors].astype(str).itertuples(index=False)]
+    values = factor_values(runs)[factors]
+    runs["config"] = [" ".join(f"{f}={v}" for f, v in zip(factors, row) if v != default_value(f)) or BASELINE
+                      for row in values.itertuples(index=False)]
     return runs, (BASELINE if (runs.config == BASELINE).any() else None)
 
 
 def held_at_baseline(runs: pd.DataFrame, factor: str) -> pd.DataFrame:
     """The runs where every varied factor but `factor` has its default value."""
     others = [g for g in varying(runs) if g != factor]
-    defaults = default_values(others)
-    return runs[np.logical_and.reduce([runs[g].astype(str) == defaults[g] for g in others])] if others else runs
+    values = factor_values(runs)
+    return runs[np.logical_and.reduce([values[g] == default_value(g) for g in others])] if others else runs
 
 
 def paired(x: pd.Series, base: pd.Series) -> tuple[float, int, float, float]:
@@ -76,7 +99,7 @@ def paired(x: pd.Series, base: pd.Series) -> tuple[float, int, float, float]:
     if np.all(d == d[0]):  # no spread: the t statistic is undefined (equal runs, or a constant shift)
         return float(d.mean()), len(d), (1.0 if d[0] == 0 else 0.0), math.nan
     t_p = float(stats.ttest_1samp(d, 0.0).pvalue)  # the paired t-test: on the differences
-    w_p = float(stats.wilcoxon(d).pvalue) if len(d) >= 5 and np.any(d != 0) else math.nan
+    w_p = float(stats.wilcoxon(d).pvalue) if len(d) >= 5 else math.nan
     return float(d.mean()), len(d), t_p, w_p
 
 
@@ -87,20 +110,21 @@ def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", has0:
     metrics = SEED_METRICS + (HAS0_METRICS if has0 else [])
     if metric not in metrics:
         metrics.append(metric)
-    done = runs[runs.status == "completed"]
+    columns = [f"{split}_{m}" for m in metrics]
+    # One value per (configuration, seed): a duplicated seed (reported above the table) counts
+    # once, as its mean, in n, the means, the stds and the paired tests alike.
+    per_seed = runs[runs.status == "completed"].groupby(["config", "seed"])[columns].mean()
     rows = []
     for label, group in runs.groupby("config", sort=False):
-        ok = done[done.config == label]
-        row = {"config": label, "baseline": label == base_label, "n": len(ok), "not_completed": len(group) - len(ok)}
+        ok = per_seed.loc[label] if label in per_seed.index.get_level_values(0) else per_seed.iloc[:0]
+        row = {"config": label, "baseline": label == base_label, "n": len(ok),
+               "not_completed": int((group.status != "completed").sum())}
         for m in metrics:
-            values = ok[f"{split}_{m}"]
-            row[f"{m}_mean"], row[f"{m}_std"] = values.mean(), values.std()
+            row[f"{m}_mean"], row[f"{m}_std"] = ok[f"{split}_{m}"].mean(), ok[f"{split}_{m}"].std()
         if base_label is not None:
-            # a duplicated seed (reported above the table) counts once, as its mean
-            score = ok.groupby("seed")[f"{split}_{metric}"].mean()
-            base = done[done.config == base_label].groupby("seed")[f"{split}_{metric}"].mean()
+            base = per_seed.loc[base_label][f"{split}_{metric}"]
             row["delta"], row["n_paired"], row["p_t"], row["p_wilcoxon"] = (
-                (0.0, len(base), math.nan, math.nan) if label == base_label else paired(score, base))
+                (0.0, len(base), math.nan, math.nan) if label == base_label else paired(ok[f"{split}_{metric}"], base))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("config")
     return table.sort_values(f"{metric}_mean", ascending=metric in LOWER_IS_BETTER, na_position="last")
@@ -142,7 +166,7 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         key, sep, values = item.partition("=")
         if not sep:
-            raise SystemExit(f"summarize: error: --filter {item!r}: expected KEY=VALUE[,VALUE...]")
+            raise ValueError(f"--filter {item!r}: expected KEY=VALUE[,VALUE...]")
         filters[key] = values.split(",")
     return filters
 
@@ -150,16 +174,27 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
     for key, values in filters.items():
         if key not in runs:
-            raise SystemExit(f"summarize: error: --filter {key}: no such column (have {sorted(runs.columns)})")
+            raise ValueError(f"--filter {key}: no such column (have {sorted(runs.columns)})")
         runs = runs[runs[key].astype(str).isin(values)]
+        if runs.empty:
+            raise ValueError(f"--filter {key}={','.join(values)}: no run matches")
     return runs
+
+
+def read_folders(folders: list[Path]) -> tuple[list[Path], pd.DataFrame]:
+    """The given folders (default: the newest sweep) and their runs; FileNotFoundError names what is missing."""
+    folders = folders or [newest_sweep()]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+    return folders, load_runs(folders)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path, help="sweep or run folders (default: newest under multirun/)")
-    parser.add_argument("--metric", default="Corr", help="metric to sort by and test against the baseline")
-    parser.add_argument("--sort", dest="metric", help="same as --metric")
+    parser.add_argument("--metric", "--sort", default="Corr", choices=SCORE_NAMES,
+                        help="metric to sort by and test against the baseline")
     parser.add_argument("--split", choices=("test", "valid"), default="test")
     parser.add_argument("--format", choices=(*FORMATS, "csv"), default="terminal")
     parser.add_argument("--filter", action="append", default=[], metavar="KEY=V1[,V2]", help="keep matching runs")
@@ -168,11 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write runs.csv, summary.md, plots (default: first folder)")
     args = parser.parse_args(argv)
 
-    folders = args.folders or [newest_sweep()]
-    missing = [str(f) for f in folders if not f.is_dir()]
-    if missing:
-        raise SystemExit(f"summarize: error: no such folder: {', '.join(missing)}")
-    runs = apply_filters(load_runs(folders), parse_filters(args.filter))
+    try:
+        folders, runs = read_folders(args.folders)
+        runs = apply_filters(runs, parse_filters(args.filter))
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))  # one line, exit 2
     kw = {"metric": args.metric, "split": args.split, "has0": args.has0}
     out = args.out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     held = {f: runs[f].iloc[0] for f in factor_columns(runs) if f not in varying(runs)}
     lines = [f"# {args.split} metrics of {len(runs)} runs in {', '.join(map(str, folders))}",
              f"held in every run: {' '.join(f'{k}={v}' for k, v in held.items())}",
-             f"status: {status}; mean ± sample std over seeds; p: paired over shared seeds, * p < {ALPHA}"]
+             f"status: {status}; mean ± sample std over seeds; p (t): paired t-test, p (W): Wilcoxon "
+             f"signed-rank (n >= 5; with 5 seeds its smallest two-sided p is 0.0625), over shared seeds; "
+             f"* p < {ALPHA}"]
     not_done = runs[runs.status != "completed"]
     lines += [f"- {r.status}: {r.path}: {r.reason}" for r in not_done.itertuples()]
     dups = duplicates(runs)

@@ -7,6 +7,7 @@ on a composed config; ``__main__`` is the thin Hydra entry around it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 import msa_ablate
+from msa_ablate.data import MOSIData
 from msa_ablate.errors import ConfigError, UserError
+from msa_ablate.metrics import SCORE_NAMES
 from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -55,12 +58,30 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"{missing[0]}: a value is required (e.g. {missing[0]}=...)")
     t = cfg.trainer
     for key in ("epochs", "batch_size", "eval_batch_size"):
-        if not isinstance(t[key], int) or t[key] <= 0:
+        if not is_int(t[key]) or t[key] <= 0:
             raise ConfigError(f"trainer.{key}={t[key]}: must be a positive integer")
-    if not t.lr > 0:
-        raise ConfigError(f"trainer.lr={t.lr}: must be positive")
-    if "scale" in cfg.data and not 0 < cfg.data.scale <= 1:
-        raise ConfigError(f"data.scale={cfg.data.scale}: must be in (0, 1]")
+    if not is_number(t.lr) or not t.lr > 0:
+        raise ConfigError(f"trainer.lr={t.lr}: must be a positive number")
+    if not is_int(cfg.seed) or not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")
+    if t.select_metric not in SCORE_NAMES:
+        raise ConfigError(f"trainer.select_metric={t.select_metric}: must be one of {list(SCORE_NAMES)}")
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@functools.lru_cache(maxsize=2)
+def load_data(spec: str) -> MOSIData:
+    """Once per process: the jobs of a sweep run in one process share it (nothing modifies it).
+    Built as a partial and called here, so a UserError reaches the user unwrapped
+    (instantiate would re-raise it as an InstantiationException)."""
+    return instantiate(OmegaConf.create(spec), _partial_=True)()
 
 
 def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: Mapping[str, torch.Tensor]) -> None:
@@ -133,18 +154,15 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
     checkpoint = output_dir / "checkpoint.pt"
     if not cfg.get("resume", True):
         checkpoint.unlink(missing_ok=True)
-    record: dict = {"status": "running", "seed": cfg.seed, "choices": dict(choices), "config_key": key,
-                    "version": msa_ablate.__version__}
+    record: dict = {"seed": cfg.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
     writer = None
     try:
         check_settings(cfg)
         device = resolve_device(cfg.trainer.device)
-        # Built as partials and called here, so a UserError reaches the user unwrapped
-        # (instantiate would re-raise it as an InstantiationException).
-        data = instantiate(cfg.data, _partial_=True)().to(device)
+        data = load_data(OmegaConf.to_yaml(cfg.data, resolve=True)).to(device)
         record["data"] = data.summary()
         seed_everything(cfg.seed)
-        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)
+        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)  # as load_data
         loss_fn = instantiate(cfg.loss)
         record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()))
         log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in choices.items()),

@@ -15,6 +15,7 @@ METRIC_NAMES = (
     "Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Has0_F1_score",
     "Mult_acc_5", "Mult_acc_7", "MAE", "Corr",
 )
+SCORE_NAMES = ("loss", *METRIC_NAMES)  # what a split's evaluation reports
 LOWER_IS_BETTER = frozenset({"MAE", "loss"})
 
 

@@ -14,17 +14,18 @@ import math
 import random
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
 
 from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
-from msa_ablate.metrics import LOWER_IS_BETTER, METRIC_NAMES, mosi_metrics
+from msa_ablate.metrics import LOWER_IS_BETTER, mosi_metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,18 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name}: CUDA is not available on this machine")
-    return torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"trainer.device={name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
-def batches(split: Split, order: torch.Tensor, batch_size: int):
+def batches(split: Split, order: torch.Tensor, batch_size: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Yield (features, labels) for consecutive chunks of ``order``, indexing the held tensors."""
     for idx in order.split(batch_size):
         yield {m: x[idx] for m, x in split.features.items()}, split.labels[idx]
@@ -151,7 +158,7 @@ def fit(
     seed: int,
     select_metric: str = "Corr",
     eval_batch_size: int = 256,
-    writer=None,
+    writer: SummaryWriter | None = None,
     checkpoint: Path | None = None,
     checkpoint_key: str = "",
 ) -> FitResult:
@@ -160,8 +167,6 @@ def fit(
     With ``checkpoint``, the state after each epoch is saved there, and a run that finds a
     checkpoint with the same ``checkpoint_key`` (its configuration) goes on from it, ending
     exactly as the uninterrupted run would."""
-    if select_metric not in (*METRIC_NAMES, "loss"):
-        raise ConfigError(f"trainer.select_metric={select_metric}: must be one of {[*METRIC_NAMES, 'loss']}")
     train, valid = data.splits["train"], data.splits["valid"]
     device = train.labels.device
     steps_per_epoch = math.ceil(len(train) / batch_size)

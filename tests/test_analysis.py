@@ -16,9 +16,10 @@ BASE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "s
         "modalities": "tva", "layernorm": "on", "trainer": "default"}
 # test Corr per (loss, seed): l1 is better than mse by 0.01, 0.02, 0.03, 0.04, 0.05 on seeds 1-5.
 CORR = {"mse": [0.50, 0.52, 0.48, 0.51, 0.49], "l1": [0.51, 0.54, 0.51, 0.55, 0.54], "huber": [0.50, 0.52, 0.48]}
+MAE = {"mse": 0.9, "l1": 1.1, "huber": 0.8}
 
 
-def write_job(folder, choices, seed, corr=None, status="completed", overrides=()):
+def write_job(folder, choices, seed, corr=None, status="completed", overrides=(), mae=0.7):
     """A job folder as Hydra and the app leave it: .hydra/ from the start, metrics.json at the end."""
     hydra = folder / ".hydra"
     hydra.mkdir(parents=True)
@@ -28,7 +29,8 @@ def write_job(folder, choices, seed, corr=None, status="completed", overrides=()
     if status is None:  # killed before metrics.json
         return
     metrics = {name: 0.7 for name in ("Non0_acc_2", "Non0_F1_score", "Has0_acc_2", "Has0_F1_score",
-                                       "Mult_acc_5", "Mult_acc_7", "MAE", "loss")}
+                                       "Mult_acc_5", "Mult_acc_7", "loss")}
+    metrics["MAE"] = mae
     record = {"status": status, "seed": seed, "choices": choices}
     if status == "completed":
         record.update(valid={**metrics, "Corr": corr - 0.1}, test={**metrics, "Corr": corr}, best_epoch=3)
@@ -46,7 +48,8 @@ def sweep(tmp_path):
     job = 0
     for loss, values in CORR.items():
         for seed, corr in enumerate(values, start=1):
-            write_job(root / str(job), {**BASE, "loss": loss}, seed, corr, overrides=[f"loss={loss}"])
+            write_job(root / str(job), {**BASE, "loss": loss}, seed, corr, overrides=[f"loss={loss}"],
+                      mae=MAE[loss])
             job += 1
     write_job(root / str(job), {**BASE, "loss": "huber"}, 4, status="failed", overrides=["loss=huber"])
     write_job(root / str(job + 1), {**BASE, "loss": "huber"}, 5, status=None, overrides=["loss=huber"])
@@ -83,7 +86,7 @@ def test_means_stds_deltas_and_p_values(sweep):
 
 
 def test_mae_sorts_lowest_first(sweep):
-    assert compare(load_runs([sweep]), metric="MAE").index[0] in {"baseline", "loss=l1", "loss=huber"}
+    assert list(compare(load_runs([sweep]), metric="MAE").index) == ["loss=huber", "baseline", "loss=l1"]
 
 
 def test_one_factor_tables_hold_other_factors_at_baseline(tmp_path):
@@ -97,10 +100,29 @@ def test_one_factor_tables_hold_other_factors_at_baseline(tmp_path):
     assert tables["encoder"].loc["encoder=gru", "Corr_mean"] == pytest.approx(0.615)
 
 
-def test_duplicates_are_reported(sweep, capsys):
-    write_job(sweep / "99", {**BASE, "loss": "l1"}, 1, 0.51, overrides=["loss=l1"])
+def test_duplicates_are_reported_and_count_once(sweep, capsys):
+    write_job(sweep / "99", {**BASE, "loss": "l1"}, 1, 0.61, overrides=["loss=l1"])  # seed 1 again
     main([str(sweep), "--no-plots"])
-    assert "duplicates (same configuration and seed)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "duplicates (same configuration and seed)" in out and "/99" in out and "/5," in out
+    l1 = compare(load_runs([sweep])).loc["loss=l1"]
+    assert l1.n == 5  # seed 1 once, as the mean of 0.51 and 0.61
+    assert l1.Corr_mean == pytest.approx((0.56 + 0.54 + 0.51 + 0.55 + 0.54) / 5)
+
+
+def test_a_folder_given_twice_is_read_once(sweep):
+    assert len(load_runs([sweep, sweep / "0", sweep.parent])) == 15
+
+
+def test_merged_sweeps_with_different_overrides(tmp_path):
+    """One sweep overrode trainer.lr, the other did not: the missing value is the default."""
+    for seed in (1, 2):
+        write_job(tmp_path / "a" / str(seed), BASE, seed, 0.5 + seed / 100)
+        write_job(tmp_path / "b" / str(seed), BASE, seed, 0.4 + seed / 100, overrides=["trainer.lr=1e-4"])
+        write_job(tmp_path / "c" / str(seed), BASE, seed, 0.5 + seed / 100, overrides=["trainer.lr=0.001"])
+    table = compare(load_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"]))
+    assert list(table.index) == ["baseline", "trainer.lr=0.0001"]
+    assert table.loc["baseline", "n"] == 2  # a and c are one configuration: 0.001 is the default 1e-3
 
 
 @pytest.mark.parametrize("fmt", ["terminal", "markdown", "latex", "csv"])
@@ -136,9 +158,22 @@ def test_filter_split_and_newest(sweep, tmp_path, capsys, monkeypatch):
     assert newest_sweep() == sweep.relative_to(tmp_path)
 
 
-def test_bad_filter_is_one_line(sweep):
-    with pytest.raises(SystemExit, match="--filter colour: no such column"):
-        main([str(sweep), "--filter", "colour=red", "--no-plots"])
+@pytest.mark.parametrize("args,message", [
+    (["--filter", "colour=red"], "--filter colour: no such column"),
+    (["--filter", "loss=nothing"], "--filter loss=nothing: no run matches"),
+    (["--metric", "Accuracy"], "invalid choice: 'Accuracy'"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(sweep, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        main([str(sweep), *args, "--no-plots"])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_no_sweep_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2 and "no sweep found" in capsys.readouterr().err
 
 
 def test_a_real_tiny_sweep(tmp_path):

@@ -48,7 +48,9 @@ def test_one_run_writes_metrics_and_tensorboard(tmp_path):
     assert {"loss/train", "loss/valid", "loss/train_step", "lr", "valid/Corr", "test/Corr"} <= scalars
     assert len(acc.Scalars("loss/train")) == 2 and len(acc.Scalars("loss/train_step")) == 2 * 4
     assert acc.Graph() is not None
-    assert "hparams" in acc.PluginTagToContent("hparams") or acc.PluginTagToContent("hparams")
+    hparams = acc.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"test/Corr" in hparams["_hparams_/experiment"]
 
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
@@ -81,6 +83,14 @@ def test_real_pickle_through_data_mosi(tmp_path):
     (["data.scale=0.05", "trainer.batch_size=-1"], "trainer.batch_size"),
     (["data.scale=1.5"], "data.scale"),
     (["data=mosi"], "data.path"),
+    (["data.scale=0.05", "trainer.lr=abc"], "trainer.lr"),
+    (["data.scale=0.05", "seed=-1"], "seed=-1"),
+    (["data.scale=0.05", "data.seed=-1"], "data.seed"),
+    (["data.scale=0.05", "trainer.device=gpu"], "trainer.device=gpu"),
+    (["data.scale=0.05", "trainer.select_metric=Acc"], "trainer.select_metric"),
+    (["data.scale=0.05", "encoder=transformer", "encoder.heads=3"], "encoder.heads=3"),
+    (["data.scale=0.05", "modalities.names=[text,text]"], "modalities"),
+    (["data.scale=0.05", "fusion=cross_attention", "modalities=t"], "fusion=cross_attention"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
     proc = cli(*TINY_TRAINER, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)

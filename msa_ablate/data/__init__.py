@@ -107,6 +107,8 @@ def from_arrays(raw: object, source: str) -> MOSIData:
         if not isinstance(raw[name], Mapping):
             raise DataError(f"{where}: expected a dict of arrays, got {type(raw[name]).__name__}")
         labels = _labels(raw[name], where)
+        if len(labels) < 2:
+            raise DataError(f"{where}: {len(labels)} sample(s); a split needs 2 or more")
         features, counts[name] = {}, {}
         for m in MODALITIES:
             features[m], counts[name][m] = _features(raw[name], m, len(labels), where)

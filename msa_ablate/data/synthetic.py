@@ -129,8 +129,10 @@ def _split(rng: np.random.Generator, lang: dict, n: int) -> dict[str, np.ndarray
 
 def synthetic_arrays(seed: int = 0, scale: float = 1.0) -> dict[str, dict[str, np.ndarray]]:
     """The raw ``{split: {key: array}}`` structure, in the seed's ``mosi_raw.pkl`` layout."""
-    if not 0 < scale <= 1:
-        raise ConfigError(f"data.scale must be in (0, 1], got {scale}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ConfigError(f"data.scale={scale}: must be a number in (0, 1]")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"data.seed={seed}: must be an integer in [0, 2**32)")
     language_seed, *split_seeds = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
     lang = _language(np.random.default_rng(language_seed))
     return {name: _split(np.random.default_rng(ss), lang, max(2, round(SIZES[name] * scale)))
@@ -150,5 +152,9 @@ if __name__ == "__main__":  # write the synthetic data as a MOSI pickle: python 
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
+    try:
+        arrays = synthetic_arrays(args.seed, args.scale)
+    except ConfigError as e:
+        parser.error(str(e))
     with open(args.out, "wb") as f:
-        pickle.dump(synthetic_arrays(args.seed, args.scale), f)
+        pickle.dump(arrays, f)

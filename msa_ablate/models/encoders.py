@@ -13,6 +13,11 @@ from torch import nn
 from msa_ablate.errors import ConfigError
 
 
+def check_heads(group: str, dim: int, heads: int) -> None:
+    if heads <= 0 or dim % heads:
+        raise ConfigError(f"{group}.heads={heads}: must divide the hidden size {dim}")
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T, D), (B, T) -> (B, D): mean over real steps (a clip with none gives zeros)."""
     weights = mask.unsqueeze(-1).to(x.dtype)
@@ -88,6 +93,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, dim: int, num_layers: int = 1, heads: int = 4, feedforward: int = 256,
                  dropout: float = 0.1, positional: str = "sinusoidal", max_len: int = 64) -> None:
         super().__init__()
+        check_heads("encoder", dim, heads)
         codes = {"sinusoidal": SinusoidalPosition, "learned": LearnedPosition}
         if positional not in codes:
             raise ConfigError(f"encoder.positional={positional}: must be one of {sorted(codes)}")

@@ -12,32 +12,35 @@ import torch
 from torch import nn
 
 from msa_ablate.errors import ConfigError
-from msa_ablate.models.encoders import attention_padding, masked_mean
+from msa_ablate.models.encoders import attention_padding, check_heads, masked_mean
 
 
-class SumLSTMFusion(nn.Module):
-    """The seed's fusion: element-wise sum of the unimodal sequences, an LSTM, its last hidden state."""
+COMBINE = ("sum", "concat")
 
-    def __init__(self, dim: int, modalities: Sequence[str]) -> None:
+
+def merge(seqs: dict[str, torch.Tensor], how: str) -> torch.Tensor:
+    """The unimodal sequences as one: element-wise sum (dim) or feature-wise concatenation (dim x n)."""
+    return sum(seqs.values()) if how == "sum" else torch.cat(list(seqs.values()), dim=-1)
+
+
+def check_combine(how: str) -> None:
+    if how not in COMBINE:
+        raise ConfigError(f"fusion.combine={how}: must be one of {list(COMBINE)}")
+
+
+class LSTMFusion(nn.Module):
+    """The seed's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its last hidden
+    state. ``combine=concat`` concatenates them instead, so no modality is averaged into another."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum") -> None:
         super().__init__()
-        self.lstm = nn.LSTM(dim, dim, batch_first=True)
+        check_combine(combine)
+        self.combine = combine
+        self.lstm = nn.LSTM(dim * (len(modalities) if combine == "concat" else 1), dim, batch_first=True)
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.lstm(sum(seqs.values()))
-        return h[-1]
-
-
-class ConcatLSTMFusion(nn.Module):
-    """As the seed's, but the sequences are concatenated feature-wise, so no modality is averaged away."""
-
-    def __init__(self, dim: int, modalities: Sequence[str]) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(dim * len(modalities), dim, batch_first=True)
-        self.out_dim = dim
-
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.lstm(torch.cat(list(seqs.values()), dim=-1))
+        _, (h, _) = self.lstm(merge(seqs, self.combine))
         return h[-1]
 
 
@@ -48,8 +51,8 @@ class SelfAttentionFusion(nn.Module):
     def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum", heads: int = 4,
                  feedforward: int = 256, dropout: float = 0.1, num_layers: int = 1) -> None:
         super().__init__()
-        if combine not in ("sum", "concat"):
-            raise ConfigError(f"fusion.combine={combine}: must be 'sum' or 'concat'")
+        check_combine(combine)
+        check_heads("fusion", dim, heads)
         self.combine = combine
         self.project = nn.Linear(dim * len(modalities), dim) if combine == "concat" else nn.Identity()
         layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
@@ -57,7 +60,7 @@ class SelfAttentionFusion(nn.Module):
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        x = sum(seqs.values()) if self.combine == "sum" else self.project(torch.cat(list(seqs.values()), -1))
+        x = self.project(merge(seqs, self.combine))
         return masked_mean(self.layers(x, src_key_padding_mask=attention_padding(mask)), mask)
 
 
@@ -88,6 +91,7 @@ class CrossAttentionFusion(nn.Module):
         super().__init__()
         if len(modalities) < 2:
             raise ConfigError(f"fusion=cross_attention needs two modalities or more, got modalities={list(modalities)}")
+        check_heads("fusion", dim, heads)
         self.pairs = [(s, t) for t in modalities for s in modalities if s != t]
         self.blocks = nn.ModuleDict({f"{s}_to_{t}": CrossModalBlock(dim, heads, feedforward, dropout)
                                      for s, t in self.pairs})

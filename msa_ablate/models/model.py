@@ -44,8 +44,8 @@ class MultimodalSentimentModel(nn.Module):
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
-        if unknown or not modalities:
-            raise ConfigError(f"modalities {list(modalities)}: each must be one of {sorted(input_dims)}")
+        if unknown or not modalities or len(set(modalities)) != len(modalities):
+            raise ConfigError(f"modalities {list(modalities)}: distinct names, each one of {sorted(input_dims)}")
         self.modalities = list(modalities)
         self.branches = nn.ModuleDict(
             {m: ModalityBranch(input_dims[m], hidden, encoder(hidden), layernorm) for m in self.modalities}
