@@ -26,9 +26,11 @@ very different scales. Generative process, per clip:
 5. 3-5 annotators each rate ``clip(round(1.4 s + N(0, 0.8)), -3, 3)``; the label is
    their mean, so labels are multiples of 1/3, 1/4 or 1/5 and some are exactly 0.
 
-Answers this builds in: text alone beats audio alone and vision alone; dropping text
-hurts far more than dropping audio or vision; all three beat text alone (``u``); an
-order-aware encoder can beat a mean over steps. The labels' noise leaves room above the
+Answers this is built to give: text alone beats audio alone and vision alone, and
+dropping text hurts far more than dropping audio or vision (both asserted by
+tests/test_known_answers.py); all three should beat text alone (``u`` is seen only by
+audio and vision), and an order-aware encoder has something (negation, "but") that a
+mean over steps cannot see; the study's tables show how far each holds. The labels' noise leaves room above the
 baseline (``s`` itself correlates with the labels at about 0.95).
 The lexicon and direction vectors depend on ``seed`` only, so every ``scale`` draws
 from the same language.
