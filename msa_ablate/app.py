@@ -12,8 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import traceback
 import warnings
 from collections.abc import Mapping
@@ -28,6 +26,7 @@ from torch.utils.tensorboard.summary import hparams
 import msa_ablate
 from msa_ablate.data import MOSIData
 from msa_ablate.errors import ConfigError, UserError
+from msa_ablate.files import write_atomic
 from msa_ablate.metrics import SCORE_NAMES
 from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
 
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, payload: Mapping) -> None:
-    """Write then rename, so a reader never sees half a file. NaN is written as null (valid JSON)."""
+    """NaN is written as null, so the file stays valid JSON."""
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -45,11 +44,7 @@ def write_json_atomic(path: Path, payload: Mapping) -> None:
             return [clean(x) for x in v]
         return v
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; results are for everyone to read
-    with os.fdopen(fd, "w") as f:
-        json.dump(clean(payload), f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(json.dumps(clean(payload), indent=2).encode()))
 
 
 def check_settings(cfg: DictConfig) -> None:

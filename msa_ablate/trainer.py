@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
+from msa_ablate.files import write_atomic
 from msa_ablate.metrics import LOWER_IS_BETTER, mosi_metrics
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,11 @@ def _set_rng_states(states: dict, order_rng: torch.Generator) -> None:
 
 def save_checkpoint(path: Path, key: str, progress: Progress, model: nn.Module, optimizer, scheduler,
                     order_rng: torch.Generator) -> None:
-    """Written to a temporary file and renamed, so a kill mid-write leaves the previous one intact."""
+    """Atomic, so a kill mid-write leaves the previous checkpoint intact."""
     payload = {"key": key, "progress": vars(progress), "model": model.state_dict(),
                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                "rng": _rng_states(order_rng)}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: Path, key: str, model: nn.Module, optimizer, scheduler,
