@@ -49,7 +49,9 @@ def test_a_killed_run_continues_to_the_same_metrics(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["status"] == "failed"
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     resumed = run_tiny(tmp_path / "killed", *FAST, "trainer.epochs=3")
-    assert resumed["history"] == pytest.approx(clean["history"])
+    assert len(resumed["history"]) == len(clean["history"]) == 3
+    for epoch, expected in zip(resumed["history"], clean["history"]):
+        assert epoch == pytest.approx(expected)
     assert (resumed["best_epoch"], resumed["valid"], resumed["test"]) == (
         clean["best_epoch"], clean["valid"], clean["test"])
     assert not (tmp_path / "killed" / "checkpoint.pt").exists()  # removed once completed
