@@ -43,7 +43,8 @@ def verdict(table: pd.DataFrame, metric: str) -> str:
             test = f"no test: {row.n_paired} shared seed(s)"
         else:
             sig = "significant" if row.p_t < ALPHA else "not significant"
-            test = f"paired t-test p = {row.p_t:.3f} over {row.n_paired} seeds, {sig} at {ALPHA}"
+            p = "p < 0.001" if row.p_t < 0.001 else f"p = {row.p_t:.3f}"
+            test = f"paired t-test {p} over {row.n_paired} seeds, {sig} at {ALPHA}"
         lines.append(f"- `{label}`: {fmt(row[f'{metric}_mean'], row[f'{metric}_std'])}, Δ {row.delta:+.3f} ({test}).")
     best = table.index[0]
     lines.append(f"Best by mean {metric}: `{best}`." if best != BASELINE else
