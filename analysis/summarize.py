@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     runs.to_csv(out / "runs.csv", index=False)
 
     status = runs.status.value_counts().to_dict()
-    held = {f: runs[f].iloc[0] for f in factor_columns(runs) if f not in varying(runs)}
+    varied = varying(runs)
+    held = {f: runs[f].iloc[0] for f in factor_columns(runs) if f not in varied}
     lines = [f"# {args.split} metrics of {len(runs)} runs in {', '.join(map(str, folders))}",
              f"held in every run: {' '.join(f'{k}={v}' for k, v in held.items())}",
              f"status: {status}; mean ± sample std over seeds; p (t): paired t-test, p (W): Wilcoxon "

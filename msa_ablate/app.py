@@ -142,12 +142,12 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
     is kept as it is (unless ``resume=false``), and a run killed mid-way continues from
     its last epoch's checkpoint."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    key = config_key(cfg)
-    if cfg.get("resume", True) and (done := completed_record(output_dir, key)):
+    key, resume = config_key(cfg), cfg.get("resume", True)
+    if resume and (done := completed_record(output_dir, key)):
         log.info("%s: already completed, skipped (resume=false runs it again)", output_dir)
         return done
     checkpoint = output_dir / "checkpoint.pt"
-    if not cfg.get("resume", True):
+    if not resume:
         checkpoint.unlink(missing_ok=True)
     record: dict = {"seed": cfg.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
     writer = None
@@ -157,7 +157,8 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
         data = load_data(OmegaConf.to_yaml(cfg.data, resolve=True)).to(device)
         record["data"] = data.summary()
         seed_everything(cfg.seed)
-        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)  # as load_data
+        # a partial called here, as in load_data, so a ConfigError from the model reaches the user unwrapped
+        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)
         loss_fn = instantiate(cfg.loss)
         record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()))
         log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in choices.items()),
