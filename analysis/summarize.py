@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 from tabulate import tabulate
 
@@ -35,9 +36,10 @@ BASELINE = "baseline"
 def normal(value: object) -> str:
     """One spelling per value: '1e-3', '0.001' and 0.001 are the same learning rate."""
     try:
-        return repr(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         return str(value)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 @functools.lru_cache(maxsize=1)
@@ -208,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = apply_filters(runs, parse_filters(args.filter))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))  # one line, exit 2
+    if args.split == "test" and runs["test_Corr"].isna().all() and runs["valid_Corr"].notna().any():
+        parser.error("these runs never read the test split (trainer.evaluate_test=false, as in "
+                     "+hparams_search=optuna): use --split valid")
     kw = {"metric": args.metric, "split": args.split, "has0": args.has0}
     out = args.out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
              f"status: {status}; mean ± sample std over seeds; p (t): paired t-test, p (W): Wilcoxon "
              f"signed-rank (n >= 5; with 5 seeds its smallest two-sided p is 0.0625), over shared seeds; "
              f"* p < {ALPHA}"]
+    for file in (f / "optimization_results.yaml" for f in folders):
+        if file.exists():  # an Optuna search: its best trial, by the validation metric it returned
+            best = yaml.safe_load(file.read_text())
+            lines.append(f"optuna best value {best['best_value']:.4f} at {best['best_params']} ({file})")
     not_done = runs[runs.status != "completed"]
     lines += [f"- {r.status}: {r.path}: {r.reason}" for r in not_done.itertuples()]
     dups = duplicates(runs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -13,6 +14,10 @@ from omegaconf import DictConfig
 from msa_ablate.app import run
 from msa_ablate.errors import UserError
 
+# conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
+# plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
+warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
@@ -20,7 +25,7 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
     try:
-        record = run(cfg, Path(hc.runtime.output_dir), choices)
+        record = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0)
     except UserError as e:
         print(f"msa_ablate: error: {e}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:

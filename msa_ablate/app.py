@@ -135,12 +135,13 @@ def completed_record(output_dir: Path, key: str) -> dict | None:
     return record if record.get("status") == "completed" and record.get("config_key") == key else None
 
 
-def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
+def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0) -> dict:
     """Train one configuration; returns (and writes) the metrics.json payload.
 
     Exactly once: a folder that already holds this configuration's completed metrics.json
     is kept as it is (unless ``resume=false``), and a run killed mid-way continues from
-    its last epoch's checkpoint."""
+    its last epoch's checkpoint. ``job_num`` (the job's number in a sweep) picks the GPU
+    under ``trainer.device=auto``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     key, resume = config_key(cfg), cfg.get("resume", True)
     if resume and (done := completed_record(output_dir, key)):
@@ -153,7 +154,7 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
     writer = None
     try:
         check_settings(cfg)
-        device = resolve_device(cfg.trainer.device)
+        device = resolve_device(cfg.trainer.device, job_num)
         data = load_data(OmegaConf.to_yaml(cfg.data, resolve=True)).to(device)
         record["data"] = data.summary()
         seed_everything(cfg.seed)
@@ -168,7 +169,7 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]) -> dict:
         t = cfg.trainer
         result = fit(model, data, loss_fn, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=cfg.seed,
                      select_metric=t.select_metric, eval_batch_size=t.eval_batch_size, writer=writer,
-                     checkpoint=checkpoint, checkpoint_key=key)
+                     checkpoint=checkpoint, checkpoint_key=key, evaluate_test=t.evaluate_test)
         if t.log_graph:
             log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
         log_hparams(writer, cfg, choices, result)

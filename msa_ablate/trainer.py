@@ -95,7 +95,7 @@ def load_checkpoint(path: Path, key: str, model: nn.Module, optimizer, scheduler
 class FitResult:
     best_epoch: int  # 1-based
     valid: dict[str, float]  # at the best epoch
-    test: dict[str, float]  # of the best state
+    test: dict[str, float]  # of the best state; empty where the test split was not evaluated
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     train_seconds: float = 0.0
 
@@ -106,9 +106,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds every CUDA device too
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, job_num: int = 0) -> torch.device:
+    """``auto`` is the CPU without CUDA, else GPU ``job_num`` mod the GPU count: the jobs of a
+    parallel sweep (joblib launcher) spread round-robin over the GPUs; with one, they share it."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", job_num % torch.cuda.device_count())
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -159,12 +163,14 @@ def fit(
     writer: SummaryWriter | None = None,
     checkpoint: Path | None = None,
     checkpoint_key: str = "",
+    evaluate_test: bool = True,
 ) -> FitResult:
     """Train ``model`` on data already on its device; ``writer`` is an optional SummaryWriter.
 
     With ``checkpoint``, the state after each epoch is saved there, and a run that finds a
     checkpoint with the same ``checkpoint_key`` (its configuration) goes on from it, ending
-    exactly as the uninterrupted run would."""
+    exactly as the uninterrupted run would. ``evaluate_test=False`` leaves the test split
+    unread (hyperparameter search)."""
     train, valid = data.splits["train"], data.splits["valid"]
     device = train.labels.device
     steps_per_epoch = math.ceil(len(train) / batch_size)
@@ -218,5 +224,5 @@ def fit(
         p.best_valid = {k.removeprefix("valid_"): v for k, v in p.history[-1].items() if k.startswith("valid_")}
     else:
         model.load_state_dict(p.best_state)
-    test = evaluate(model, data.splits["test"], loss_fn, eval_batch_size)
+    test = evaluate(model, data.splits["test"], loss_fn, eval_batch_size) if evaluate_test else {}
     return FitResult(p.best_epoch, p.best_valid, test, p.history, p.seconds)

@@ -62,7 +62,8 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     assert (sweep / "multirun.yaml").exists()
 
 
-def test_real_pickle_through_data_mosi(tmp_path):
+@pytest.fixture
+def mult_pickle(tmp_path):
     raw = synthetic_arrays(scale=0.05)
     for split in raw.values():  # MulT's layout: (N, 1, 1) labels, byte ids, 5-d audio, 20-d vision
         split["labels"] = split["labels"].reshape(-1, 1, 1)
@@ -70,7 +71,12 @@ def test_real_pickle_through_data_mosi(tmp_path):
         split["id"] = [s.encode() for s in split["id"]]
     path = tmp_path / "mosi_data.pkl"
     path.write_bytes(pickle.dumps(raw))
-    proc = cli(*TINY_TRAINER, "data=mosi", f"data.path={path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    return path
+
+
+def test_real_pickle_through_data_mosi(tmp_path, mult_pickle):
+    proc = cli(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["data"]["dims"] == {"text": 300, "audio": 5, "vision": 20}
@@ -101,3 +107,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and culprit in record["reason"]
 
+
+
+def test_dims_that_disagree_with_the_config(tmp_path, mult_pickle):
+    proc = cli(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", "data.dims={text:300,audio:74,vision:35}",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("msa_ablate: error:")]
+    assert str(mult_pickle) in error and "data.dims" in error, proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_an_output_folder_that_is_a_file(tmp_path, mode):
+    """Hydra would fail making the folder, with a traceback; the check says which key and file."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    args = ["hydra.run.dir=" + str(blocker)] if mode == "run" else ["-m", "seed=1,2", f"hydra.sweep.dir={blocker}/sweep"]
+    proc = cli(*args, *TINY, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [error] = proc.stderr.strip().splitlines()
+    key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    assert error.startswith(f"msa_ablate: error: {key}=") and f"{blocker} is a file" in error

@@ -247,6 +247,14 @@ def test_load_layouts(tmp_path, raw, layout, dims):
             assert data.nonfinite_cells[s][m] == int((~finite).sum())
 
 
+def test_stated_dims_are_checked(tmp_path, raw):
+    path = _dump(_mult_layout(raw), tmp_path / "mosi.pkl")
+    assert load_mosi(path, dims={"text": 300, "audio": 5, "vision": 20}).dims["audio"] == 5
+    with pytest.raises(DataError) as info:
+        load_mosi(path, dims={"text": 300, "audio": 74, "vision": 35})
+    _check_data_error(info.value, path, ["data.dims", "'audio': 5"])
+
+
 def test_load_expands_user(tmp_path, monkeypatch, raw):
     monkeypatch.setenv("HOME", str(tmp_path))
     _dump(raw, tmp_path / "mosi.pkl")

@@ -4,19 +4,21 @@
 - MulT ``mosi_data.pkl``: 'labels' (N, 1, 1), byte-string ids, 5-d audio / 20-d vision;
 - MMSA ``aligned_50.pkl``: 'regression_labels' (N,), plus keys this tool does not use.
 
-The layout is told apart by its label key alone, and feature dims come from the file.
+The layout is told apart by its label key alone, and feature dims come from the file;
+``dims``, where given, states the dims the file must have.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 from msa_ablate.data import MOSIData, from_arrays
 from msa_ablate.errors import DataError
 
 
-def load_mosi(path: str) -> MOSIData:
+def load_mosi(path: str, dims: Mapping[str, int] | None = None) -> MOSIData:
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"{file}: no such data file (set data.path)")
@@ -30,4 +32,7 @@ def load_mosi(path: str) -> MOSIData:
     except Exception as e:  # unpickling garbage can raise almost anything; all of it means "not MOSI"
         detail = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # one line, however odd the bytes
         raise DataError(f"{file}: not a readable pickle ({detail})") from None
-    return from_arrays(raw, source=str(file))
+    data = from_arrays(raw, source=str(file))
+    if dims is not None and data.dims != dict(dims):
+        raise DataError(f"{file}: feature dims {data.dims} differ from data.dims={dict(dims)}")
+    return data
