@@ -22,9 +22,18 @@ META_GROUPS = ("experiment", "variant")
 
 
 def job_folders(root: Path) -> list[Path]:
-    """Every job folder under ``root`` (itself included), in a stable order."""
+    """Every run folder under ``root`` (itself included), in a stable order. A seed pack's
+    job folder holds one run per ``seed_N`` sub-folder and is no run itself, unless none of
+    them has written its metrics.json yet (then it is the one missing run that says so)."""
     found = {p.parent for p in root.rglob("metrics.json")} | {p.parent for p in root.rglob(".hydra")}
+    found -= {p.parent for p in found}
     return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.relative_to(root).parts])
+
+
+def _hydra_record(folder: Path, name: str) -> Path:
+    """Hydra's record of the job: in the folder, or for a seed pack's run in the job folder above."""
+    own = folder / ".hydra" / name
+    return own if own.exists() or not (folder.parent / ".hydra").is_dir() else folder.parent / ".hydra" / name
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:
@@ -37,7 +46,7 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
 
 def _overrides(folder: Path) -> dict[str, str]:
     """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'})."""
-    file = folder / ".hydra" / "overrides.yaml"
+    file = _hydra_record(folder, "overrides.yaml")
     if not file.exists():
         return {}
     values = {}
@@ -50,7 +59,7 @@ def _overrides(folder: Path) -> dict[str, str]:
 
 def _choices(folder: Path) -> dict[str, str]:
     """Config group choices from Hydra's own record, for jobs that wrote no metrics.json."""
-    file = folder / ".hydra" / "hydra.yaml"
+    file = _hydra_record(folder, "hydra.yaml")
     if not file.exists():
         return {}
     choices = yaml.safe_load(file.read_text())["hydra"]["runtime"]["choices"]
@@ -58,7 +67,7 @@ def _choices(folder: Path) -> dict[str, str]:
 
 
 def _seed(folder: Path) -> int | None:
-    file = folder / ".hydra" / "config.yaml"
+    file = _hydra_record(folder, "config.yaml")
     return yaml.safe_load(file.read_text()).get("seed") if file.exists() else None
 
 

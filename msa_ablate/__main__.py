@@ -12,7 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from msa_ablate.app import run
-from msa_ablate.errors import UserError
+from msa_ablate.errors import ConfigError, UserError
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
@@ -21,17 +21,22 @@ warnings.filterwarnings("ignore", message=".*is validated against ConfigStore sc
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Returns the best validation value of ``trainer.select_metric``, for sweepers to optimise."""
+    """Returns the best validation value of ``trainer.select_metric`` (a pack's mean over its
+    seeds), for sweepers to optimise."""
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
     try:
-        record = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0)
+        if cfg.trainer.pack_seeds and any(o.lstrip("+~").split("=")[0] == "seed" for o in hc.overrides.task):
+            raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
+                              "seed would train the same pack once per value (drop it, e.g. "
+                              "~hydra.sweeper.params.seed for a preset)")
+        records = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0)
     except UserError as e:
         print(f"msa_ablate: error: {e}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:
             raise  # Hydra records the failed job, runs the rest, and exits non-zero at the end
         sys.exit(2)
-    return record["valid"][cfg.trainer.select_metric]
+    return sum(r["valid"][cfg.trainer.select_metric] for r in records) / len(records)  # a pack's mean
 
 
 if __name__ == "__main__":

@@ -109,8 +109,9 @@ def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, st
         writer.add_scalar(k, v)
 
 
-# Settings that change how a run is kept or shown, not what it computes.
-NOT_IN_IDENTITY = ("resume", "trainer.keep_checkpoint", "trainer.log_graph")
+# Settings that change how a run is kept or shown, not what it computes (`seeds` lists a
+# pack's members; each member's own `seed` is in its identity).
+NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph")
 
 
 def config_key(cfg: DictConfig) -> str:
@@ -135,61 +136,96 @@ def completed_record(output_dir: Path, key: str) -> dict | None:
     return record if record.get("status") == "completed" and record.get("config_key") == key else None
 
 
-def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0) -> dict:
-    """Train one configuration; returns (and writes) the metrics.json payload.
+def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Path]]:
+    """The runs one job holds: the job itself; or, with ``trainer.pack_seeds``, one run per
+    seed in ``seeds``, each in its own ``seed_N`` sub-folder (a seed pack, trained together)."""
+    if not cfg.trainer.pack_seeds:
+        return [(cfg, output_dir)]
+    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else []
+    if not seeds or len(set(seeds)) != len(seeds) or not all(is_int(s) and 0 <= s < 2**32 for s in seeds):
+        raise ConfigError(f"seeds={cfg.seeds}: trainer.pack_seeds needs a list of distinct seeds, e.g. seeds=[1,2,3]")
+    runs = []
+    for seed in seeds:
+        member = cfg.copy()
+        member.seed = seed
+        runs.append((member, output_dir / f"seed_{seed}"))
+    return runs
 
-    Exactly once: a folder that already holds this configuration's completed metrics.json
-    is kept as it is (unless ``resume=false``), and a run killed mid-way continues from
+
+def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0) -> list[dict]:
+    """Train one configuration (or a seed pack of it); returns (and writes) the metrics.json
+    payload of each run.
+
+    Exactly once: a folder that already holds its configuration's completed metrics.json
+    is kept as it is (unless ``resume=false``), and a job killed mid-way continues from
     its last epoch's checkpoint. ``job_num`` (the job's number in a sweep) picks the GPU
     under ``trainer.device=auto``."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    key, resume = config_key(cfg), cfg.get("resume", True)
-    if resume and (done := completed_record(output_dir, key)):
-        log.info("%s: already completed, skipped (resume=false runs it again)", output_dir)
-        return done
+    resume = cfg.get("resume", True)
+    runs = member_runs(cfg, output_dir)
+    done = {folder: rec for member, folder in runs if resume and (rec := completed_record(folder, config_key(member)))}
+    for folder in done:
+        log.info("%s: already completed, skipped (resume=false runs it again)", folder)
+    todo = [(member, folder) for member, folder in runs if folder not in done]
+    if not todo:
+        return list(done.values())
+    keys = [config_key(member) for member, _ in todo]
     checkpoint = output_dir / "checkpoint.pt"
     if not resume:
         checkpoint.unlink(missing_ok=True)
-    record: dict = {"seed": cfg.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
-    writer = None
+    records = [{"seed": member.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
+               for (member, _), key in zip(todo, keys)]
+    writers = []
     try:
         check_settings(cfg)
         device = resolve_device(cfg.trainer.device, job_num)
         data = load_data(OmegaConf.to_yaml(cfg.data, resolve=True)).to(device)
-        record["data"] = data.summary()
-        seed_everything(cfg.seed)
-        # a partial called here, as in load_data, so a ConfigError from the model reaches the user unwrapped
-        model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device)
+        models = []
+        for member, _ in todo:  # each member initialised under its own seed, as it would be alone
+            seed_everything(member.seed)
+            # a partial called here, as in load_data, so a ConfigError from the model reaches the user unwrapped
+            models.append(instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device))
         loss_fn = instantiate(cfg.loss)
-        record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()))
-        log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in choices.items()),
-                 device, f"{record['n_params']:,}", record["data"]["sizes"])
+        n_params = sum(p.numel() for p in models[0].parameters())
+        for record in records:
+            record.update(data=data.summary(), device=str(device), n_params=n_params, pack_size=len(todo))
+        log.info("%s on %s: %s params, data %s%s", ", ".join(f"{k}={v}" for k, v in choices.items()), device,
+                 f"{n_params:,}", data.summary()["sizes"], f", seeds {[m.seed for m, _ in todo]} packed"
+                 if len(todo) > 1 else "")
 
-        writer = SummaryWriter(str(output_dir))
+        writers = [SummaryWriter(str(folder)) for _, folder in todo]
         t = cfg.trainer
-        result = fit(model, data, loss_fn, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, seed=cfg.seed,
-                     select_metric=t.select_metric, eval_batch_size=t.eval_batch_size, writer=writer,
-                     checkpoint=checkpoint, checkpoint_key=key, evaluate_test=t.evaluate_test)
-        if t.log_graph:
-            log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
-        log_hparams(writer, cfg, choices, result)
-        record.update(status="completed", best_epoch=result.best_epoch, select_metric=t.select_metric,
-                      valid=result.valid, test=result.test, train_seconds=round(result.train_seconds, 3),
-                      history=result.history)
-        log.info("best epoch %d (valid %s %.4f); test %s", result.best_epoch, t.select_metric,
-                 result.valid[t.select_metric], {k: round(v, 4) for k, v in result.test.items()})
+        results = fit(models, data, loss_fn, seeds=[member.seed for member, _ in todo], epochs=t.epochs,
+                      batch_size=t.batch_size, lr=t.lr, select_metric=t.select_metric,
+                      eval_batch_size=t.eval_batch_size, writers=writers, checkpoint=checkpoint,
+                      checkpoint_key="+".join(keys), evaluate_test=t.evaluate_test)
+        example = {m: x[:2] for m, x in data.splits["valid"].features.items()}
+        for (member, _), model, writer, record, result in zip(todo, models, writers, records, results):
+            if t.log_graph:
+                log_graph(writer, model, example)
+            log_hparams(writer, member, choices, result)
+            record.update(status="completed", best_epoch=result.best_epoch, select_metric=t.select_metric,
+                          valid=result.valid, test=result.test, train_seconds=round(result.train_seconds, 3),
+                          history=result.history)
+            log.info("seed %d: best epoch %d (valid %s %.4f); test %s", member.seed, result.best_epoch,
+                     t.select_metric, result.valid[t.select_metric],
+                     {k: round(v, 4) for k, v in result.test.items()})
         if not t.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
     except KeyboardInterrupt:  # Ctrl-C: the events so far stay, the checkpoint lets it resume
-        record.update(status="interrupted", reason="KeyboardInterrupt")
+        for record in records:
+            record.update(status="interrupted", reason="KeyboardInterrupt")
         raise
-    except BaseException as e:  # the folder must say the run did not complete, and why
-        record.update(status="failed", reason=f"{type(e).__name__}: {e}")
+    except BaseException as e:  # the folders must say the runs did not complete, and why
+        for record in records:
+            record.update(status="failed", reason=f"{type(e).__name__}: {e}")
         if not isinstance(e, UserError):
             log.error("run failed:\n%s", traceback.format_exc())
         raise
     finally:
-        if writer is not None:
+        for writer in writers:
             writer.close()
-        write_json_atomic(output_dir / "metrics.json", record)
-    return record
+        for record, (_, folder) in zip(records, todo):
+            folder.mkdir(exist_ok=True)
+            write_json_atomic(folder / "metrics.json", record)
+    return [*done.values(), *records]

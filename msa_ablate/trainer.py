@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.files import write_atomic
 from msa_ablate.metrics import LOWER_IS_BETTER, mosi_metrics
+from msa_ablate.packs import OneModel, members
 
 log = logging.getLogger(__name__)
 
@@ -49,46 +50,48 @@ class Progress:
     seconds: float = 0.0
 
 
-def _rng_states(order_rng: torch.Generator) -> dict:
+def _rng_states(order_rngs: Sequence[torch.Generator]) -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "order": order_rng.get_state()}
+            "order": [g.get_state() for g in order_rngs]}
 
 
-def _set_rng_states(states: dict, order_rng: torch.Generator) -> None:
+def _set_rng_states(states: dict, order_rngs: Sequence[torch.Generator]) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     if states["cuda"]:
         torch.cuda.set_rng_state_all(states["cuda"])
-    order_rng.set_state(states["order"])
+    for g, state in zip(order_rngs, states["order"], strict=True):
+        g.set_state(state)
 
 
-def save_checkpoint(path: Path, key: str, progress: Progress, model: nn.Module, optimizer, scheduler,
-                    order_rng: torch.Generator) -> None:
+def save_checkpoint(path: Path, key: str, progress: list[Progress], pack: OneModel, optimizer, scheduler,
+                    order_rngs: Sequence[torch.Generator]) -> None:
     """Atomic, so a kill mid-write leaves the previous checkpoint intact."""
-    payload = {"key": key, "progress": vars(progress), "model": model.state_dict(),
+    payload = {"key": key, "progress": [vars(p) for p in progress], "model": pack.state(),
                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "rng": _rng_states(order_rng)}
+               "rng": _rng_states(order_rngs)}
     write_atomic(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: Path, key: str, model: nn.Module, optimizer, scheduler,
-                    order_rng: torch.Generator) -> Progress:
-    """The saved progress, with model, optimiser, scheduler and every RNG restored; a fresh
-    Progress where there is no checkpoint, or one of another configuration."""
+def load_checkpoint(path: Path, key: str, pack: OneModel, optimizer, scheduler,
+                    order_rngs: Sequence[torch.Generator]) -> list[Progress]:
+    """The saved progress of each member, with weights, optimiser, scheduler and every RNG
+    restored; fresh progress where there is no checkpoint, or one of another configuration."""
+    fresh = [Progress() for _ in order_rngs]
     if not path.exists():
-        return Progress()
-    payload = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+        return fresh
+    payload = torch.load(path, map_location=pack.parameters()[0].device, weights_only=False)
     if payload["key"] != key:
         log.warning("%s: checkpoint of another configuration, starting afresh", path)
-        return Progress()
-    model.load_state_dict(payload["model"])
+        return fresh
+    pack.load_state(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
-    _set_rng_states(payload["rng"], order_rng)
-    log.info("%s: resuming after epoch %d", path, payload["progress"]["epoch"])
-    return Progress(**payload["progress"])
+    _set_rng_states(payload["rng"], order_rngs)
+    log.info("%s: resuming after epoch %d", path, payload["progress"][0]["epoch"])
+    return [Progress(**p) for p in payload["progress"]]
 
 
 @dataclass
@@ -125,19 +128,21 @@ def resolve_device(name: str, job_num: int = 0) -> torch.device:
 
 
 def batches(split: Split, order: torch.Tensor, batch_size: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Yield (features, labels) for consecutive chunks of ``order``, indexing the held tensors."""
-    for idx in order.split(batch_size):
+    """Yield (features, labels) for consecutive chunks of ``order`` along its last dimension,
+    indexing the held tensors: an order of shape (K, N) gives K members their own batches."""
+    for idx in order.split(batch_size, dim=-1):
         yield {m: x[idx] for m, x in split.features.items()}, split.labels[idx]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, loss_fn: LossFn, batch_size: int) -> dict[str, float]:
-    """Loss over all samples and the MOSI metrics of one split."""
-    model.eval()
+def evaluate(pack: OneModel, split: Split, loss_fn: LossFn, batch_size: int) -> list[dict[str, float]]:
+    """Each member's loss over all samples and MOSI metrics on one split."""
+    pack.train(False)
     order = torch.arange(len(split), device=split.labels.device)
-    preds = torch.cat([model(x) for x, _ in batches(split, order, batch_size)])
-    return {"loss": float(loss_fn(preds, split.labels)),
-            **mosi_metrics(preds.cpu().numpy(), split.labels.cpu().numpy())}
+    preds = torch.cat([pack.shared(x) for x, _ in batches(split, order, batch_size)], dim=1)  # (K, N)
+    losses = torch.stack([loss_fn(p, split.labels) for p in preds]).tolist()
+    labels = split.labels.cpu().numpy()
+    return [{"loss": loss, **mosi_metrics(p, labels)} for loss, p in zip(losses, preds.cpu().numpy())]
 
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
@@ -149,80 +154,101 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric in LOWER_IS_BETTER else value > best
 
 
+def log_epoch(writer: SummaryWriter, epoch: int, steps_per_epoch: int, step_losses: list[float],
+              lrs: list[float], p: Progress, scores: dict[str, float]) -> None:
+    first_step = (epoch - 1) * steps_per_epoch
+    for i, (value, step_lr) in enumerate(zip(step_losses, lrs)):
+        writer.add_scalar("loss/train_step", value, first_step + i + 1)
+        writer.add_scalar("lr", step_lr, first_step + i + 1)
+    writer.add_scalar("loss/train", p.history[-1]["train_loss"], epoch)
+    writer.add_scalar("loss/valid", scores["loss"], epoch)
+    for k, v in scores.items():
+        if k != "loss":
+            writer.add_scalar(f"valid/{k}", v, epoch)
+
+
 def fit(
-    model: nn.Module,
+    models: Sequence[nn.Module],
     data: MOSIData,
     loss_fn: LossFn,
     *,
+    seeds: Sequence[int],
     epochs: int,
     batch_size: int,
     lr: float,
-    seed: int,
     select_metric: str = "Corr",
     eval_batch_size: int = 256,
-    writer: SummaryWriter | None = None,
+    writers: Sequence[SummaryWriter | None] | None = None,
     checkpoint: Path | None = None,
     checkpoint_key: str = "",
     evaluate_test: bool = True,
-) -> FitResult:
-    """Train ``model`` on data already on its device; ``writer`` is an optional SummaryWriter.
+) -> list[FitResult]:
+    """Train ``models`` (one per seed, each initialised under its seed, on data already on
+    their device) and return one result per model; each model ends holding its best state.
 
-    With ``checkpoint``, the state after each epoch is saved there, and a run that finds a
-    checkpoint with the same ``checkpoint_key`` (its configuration) goes on from it, ending
-    exactly as the uninterrupted run would. ``evaluate_test=False`` leaves the test split
-    unread (hyperparameter search)."""
+    One model trains as it is; several train together as a seed pack (msa_ablate.packs),
+    each with its own batch order from its seed. ``writers`` (optional SummaryWriters) are
+    one per model. With ``checkpoint``, the state after each epoch is saved there, and a run
+    that finds a checkpoint with the same ``checkpoint_key`` (its configuration) goes on
+    from it, ending exactly as the uninterrupted run would. ``evaluate_test=False`` leaves
+    the test split unread (hyperparameter search)."""
     train, valid = data.splits["train"], data.splits["valid"]
     device = train.labels.device
+    writers = writers or [None] * len(models)
+    pack = members(models)
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(pack.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    order_rng = torch.Generator().manual_seed(seed)  # batch order apart from the init/dropout stream
-    p = (load_checkpoint(checkpoint, checkpoint_key, model, optimizer, scheduler, order_rng)
-         if checkpoint is not None else Progress())
+    order_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]  # apart from the init/dropout stream
+    progress = (load_checkpoint(checkpoint, checkpoint_key, pack, optimizer, scheduler, order_rngs)
+                if checkpoint is not None else [Progress() for _ in seeds])
 
-    for epoch in range(p.epoch + 1, epochs + 1):
+    for epoch in range(progress[0].epoch + 1, epochs + 1):
         start = time.perf_counter()
-        model.train()
+        pack.train()
+        orders = torch.stack([torch.randperm(len(train), generator=g) for g in order_rngs]).to(device)
         lrs, losses = [], []
-        for x, y in batches(train, torch.randperm(len(train), generator=order_rng).to(device), batch_size):
-            loss = loss_fn(model(x), y)
+        for x, y in batches(train, orders, batch_size):
+            member_losses = torch.stack([loss_fn(p, t) for p, t in zip(pack(x), y)])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            member_losses.sum().backward()  # members share no parameter: each gets its own gradient
             optimizer.step()
             lrs.append(scheduler.get_last_lr()[0])
             scheduler.step()
-            losses.append(loss.detach())
-        step_losses = torch.stack(losses).cpu()  # one host sync per epoch, not per step
+            losses.append(member_losses.detach())
+        step_losses = torch.stack(losses).cpu()  # (steps, K): one host sync per epoch, not per step
         if not torch.isfinite(step_losses).all():
-            step = int((~torch.isfinite(step_losses)).nonzero()[0]) + 1
-            raise TrainingDiverged(f"non-finite training loss at epoch {epoch}, step {step}")
+            step, k = (int(i) for i in (~torch.isfinite(step_losses)).nonzero()[0])
+            which = f" (seed {seeds[k]})" if len(seeds) > 1 else ""
+            raise TrainingDiverged(f"non-finite training loss at epoch {epoch}, step {step + 1}{which}")
 
-        scores = evaluate(model, valid, loss_fn, eval_batch_size)
-        p.history.append({"epoch": epoch, "train_loss": float(step_losses.mean()),
-                          **{f"valid_{k}": v for k, v in scores.items()}})
-        if is_better(select_metric, scores[select_metric], p.best_score):
-            p.best_score, p.best_epoch, p.best_valid = scores[select_metric], epoch, scores
-            p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log.info("epoch %d/%d  train loss %.4f  valid loss %.4f  valid Corr %.4f%s", epoch, epochs,
-                 p.history[-1]["train_loss"], scores["loss"], scores["Corr"], "  *" if p.best_epoch == epoch else "")
-        if writer is not None:
-            first_step = (epoch - 1) * steps_per_epoch
-            for i, (value, step_lr) in enumerate(zip(step_losses.tolist(), lrs)):
-                writer.add_scalar("loss/train_step", value, first_step + i + 1)
-                writer.add_scalar("lr", step_lr, first_step + i + 1)
-            writer.add_scalar("loss/train", p.history[-1]["train_loss"], epoch)
-            writer.add_scalar("loss/valid", scores["loss"], epoch)
-            for k, v in scores.items():
-                if k != "loss":
-                    writer.add_scalar(f"valid/{k}", v, epoch)
-        p.epoch, p.seconds = epoch, p.seconds + time.perf_counter() - start
+        for k, (p, scores) in enumerate(zip(progress, evaluate(pack, valid, loss_fn, eval_batch_size))):
+            p.history.append({"epoch": epoch, "train_loss": float(step_losses[:, k].mean()),
+                              **{f"valid_{name}": v for name, v in scores.items()}})
+            if is_better(select_metric, scores[select_metric], p.best_score):
+                p.best_score, p.best_epoch, p.best_valid = scores[select_metric], epoch, scores
+                p.best_state = pack.member_state(k)
+            log.info("%sepoch %d/%d  train loss %.4f  valid loss %.4f  valid Corr %.4f%s",
+                     f"seed {seeds[k]}: " if len(seeds) > 1 else "", epoch, epochs, p.history[-1]["train_loss"],
+                     scores["loss"], scores["Corr"], "  *" if p.best_epoch == epoch else "")
+            if writers[k] is not None:
+                log_epoch(writers[k], epoch, steps_per_epoch, step_losses[:, k].tolist(), lrs, p, scores)
+            p.epoch = epoch
+        elapsed = time.perf_counter() - start  # validation included; a pack's members share it
+        for p in progress:
+            p.seconds += elapsed
         if checkpoint is not None:
-            save_checkpoint(checkpoint, checkpoint_key, p, model, optimizer, scheduler, order_rng)
+            save_checkpoint(checkpoint, checkpoint_key, progress, pack, optimizer, scheduler, order_rngs)
 
-    if p.best_state is None:  # every epoch's metric was NaN (e.g. constant predictions): keep the last
-        p.best_epoch = p.epoch
-        p.best_valid = {k.removeprefix("valid_"): v for k, v in p.history[-1].items() if k.startswith("valid_")}
-    else:
-        model.load_state_dict(p.best_state)
-    test = evaluate(model, data.splits["test"], loss_fn, eval_batch_size) if evaluate_test else {}
-    return FitResult(p.best_epoch, p.best_valid, test, p.history, p.seconds)
+    for k, p in enumerate(progress):
+        if p.best_state is None:  # every epoch's metric was NaN (e.g. constant predictions): keep the last
+            p.best_epoch = p.epoch
+            p.best_valid = {name.removeprefix("valid_"): v for name, v in p.history[-1].items()
+                            if name.startswith("valid_")}
+        else:
+            pack.load_member_state(k, p.best_state)
+    tests = evaluate(pack, data.splits["test"], loss_fn, eval_batch_size) if evaluate_test else [{}] * len(seeds)
+    if len(models) > 1:  # hand each member's best state back to its own module
+        for k, model in enumerate(models):
+            model.load_state_dict(pack.member_state(k))
+    return [FitResult(p.best_epoch, p.best_valid, test, p.history, p.seconds) for p, test in zip(progress, tests)]

@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tiny runs gain nothing from a second thread, and threads spinning on a shared 2-core
+# machine slow everything down many times over.
+torch.set_num_threads(1)
 TINY = ["data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu"]
 
 
@@ -21,7 +25,8 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose("config", overrides=[*TINY, *overrides], return_hydra_config=True)
 
 
-def run_tiny(output_dir: Path, *overrides: str) -> dict:
+def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
+    """The metrics.json payloads of a tiny job (one, or one per seed of a pack)."""
     from msa_ablate.app import run
 
     cfg = compose_config(*overrides)
@@ -31,9 +36,14 @@ def run_tiny(output_dir: Path, *overrides: str) -> dict:
     return run(cfg, output_dir, choices)
 
 
+def run_tiny(output_dir: Path, *overrides: str) -> dict:
+    [record] = run_tiny_records(output_dir, *overrides)
+    return record
+
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """`python -m msa_ablate ARGS` as a user types it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "msa_ablate", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -85,10 +85,10 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
     sweep = tmp_path / "sweep"
     args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, *FAST, "trainer.epochs=40", "seed=1,2,3",
             f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not (sweep / "1" / "checkpoint.pt").exists():
         assert time.monotonic() < deadline and proc.poll() is None, "job 1 never checkpointed"
         time.sleep(0.05)

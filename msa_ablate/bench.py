@@ -1,0 +1,143 @@
+"""How fast is a run, and a sweep? ``python -m msa_ablate.bench [--device D] [--epochs N] [--seeds K]``
+
+Three paths, in one process, on one device, on the full-size synthetic data, the baseline
+model and recipe (batch 16, Adam 1e-3, cosine per step):
+
+- ``reference``: the handout's own loop (msa_ablate.seed_notebook: a Dataset building
+  per-sample tensors, a DataLoader, eager steps), the yardstick;
+- ``run``: the project's trainer, one seed (data held on the device, batches by index);
+- ``sweep``: K seeds through the fastest path the project has, a seed pack (one stacked
+  model, msa_ablate.packs).
+
+It prints seconds per run, runs per minute, speed against ``reference`` and peak memory,
+writes the table as JSON (``--out``), and checks that every path's test Corr and
+Non0_acc_2 lie within ``--tolerance`` of the reference's: speed must not cost quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+
+import msa_ablate
+from msa_ablate import seed_notebook
+from msa_ablate.data.mosi import load_mosi
+from msa_ablate.data.synthetic import synthetic_arrays
+from msa_ablate.trainer import fit, resolve_device, seed_everything
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CHECKED = ("Corr", "Non0_acc_2")
+
+
+def baseline_model(dims: dict[str, int], seed: int) -> torch.nn.Module:
+    seed_everything(seed)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config")
+    return instantiate(cfg.model, _partial_=True)(input_dims=dims)
+
+
+def reference(path: Path, device: torch.device, epochs: int, seed: int) -> list[dict[str, float]]:
+    seed_everything(seed)
+    model = seed_notebook.MultimodalSentimentAnalysisModel()
+    loaders = {s: DataLoader(seed_notebook.MOSIDataset(path, s), batch_size=16, shuffle=s == "train")
+               for s in ("train", "valid", "test")}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders["train"]))
+    criterion = torch.nn.MSELoss()
+    best_state, _ = seed_notebook.train_model(model, loaders["train"], loaders["valid"], criterion, optimizer,
+                                              scheduler, device, epochs)
+    model.load_state_dict(best_state)
+    return [seed_notebook.validate_model(model, loaders["test"], criterion, device)]
+
+
+def project(path: Path, device: torch.device, epochs: int, seeds: list[int]) -> list[dict[str, float]]:
+    data = load_mosi(str(path)).to(device)
+    models = [baseline_model(data.dims, seed).to(device) for seed in seeds]
+    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3)
+    return [r.test for r in results]
+
+
+def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> tuple[float, list[dict], float]:
+    """Seconds, the test metrics of each run, and peak memory in MiB (the GPU's for CUDA; the
+    process's resident peak so far on CPU, which never falls)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    tests = work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+    return seconds, tests, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=5, help="runs in the sweep path")
+    parser.add_argument("--paths", default="reference,run,sweep", help="which paths to time, comma-separated")
+    parser.add_argument("--scale", type=float, default=1.0, help="data size (1.0: MOSI's 1284/229/686)")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="allowed |metric - reference's| for the check")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args(argv)
+    paths = args.paths.split(",")
+    unknown = set(paths) - {"reference", "run", "sweep"}
+    if unknown or args.epochs <= 0 or args.seeds <= 0:
+        parser.error(f"--paths {sorted(unknown)} unknown" if unknown else "--epochs and --seeds must be positive")
+    device = resolve_device(args.device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_file = Path(tmp) / "mosi_raw.pkl"  # the handout's layout, read by both loaders
+        data_file.write_bytes(pickle.dumps(synthetic_arrays(scale=args.scale)))
+        work = {"reference": lambda: reference(data_file, device, args.epochs, seed=42),
+                "run": lambda: project(data_file, device, args.epochs, seeds=[42]),
+                "sweep": lambda: project(data_file, device, args.epochs, seeds=list(range(1, args.seeds + 1)))}
+        rows = []
+        for name in paths:
+            seconds, tests, peak = timed(device, work[name])
+            rows.append({"path": name, "runs": len(tests), "seconds": seconds, "seconds_per_run": seconds / len(tests),
+                         "runs_per_minute": 60 * len(tests) / seconds, "peak_mib": peak,
+                         **{f"test_{m}": float(np.mean([t[m] for t in tests])) for m in CHECKED}})
+            print(f"{name}: {seconds:.1f} s for {len(tests)} run(s)", file=sys.stderr)
+
+    ref = next((r for r in rows if r["path"] == "reference"), None)
+    ok = True
+    for row in rows:
+        row["speedup"] = ref["seconds_per_run"] / row["seconds_per_run"] if ref else None
+        row["quality_ok"] = all(abs(row[f"test_{m}"] - ref[f"test_{m}"]) <= args.tolerance for m in CHECKED) if ref else None
+        ok &= row["quality_ok"] is not False
+    env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+           "torch": torch.__version__, "python": platform.python_version(), "msa_ablate": msa_ablate.__version__,
+           "epochs": args.epochs, "scale": args.scale}
+    print(f"# {env['device']}; torch {env['torch']}; {args.epochs} epochs; data scale {args.scale}")
+    print(f"{'path':10} {'runs':>4} {'s/run':>8} {'runs/min':>9} {'x ref':>6} {'peak MiB':>9} "
+          f"{'Corr':>6} {'Acc2':>6} quality")
+    for r in rows:
+        speed = f"{r['speedup']:.2f}" if r["speedup"] else "-"
+        quality = {True: "ok", False: "OUT OF RANGE", None: "-"}[r["quality_ok"]]
+        print(f"{r['path']:10} {r['runs']:>4} {r['seconds_per_run']:>8.2f} {r['runs_per_minute']:>9.2f} {speed:>6} "
+              f"{r['peak_mib']:>9.0f} {r['test_Corr']:>6.3f} {r['test_Non0_acc_2']:>6.3f} {quality}")
+    args.out.write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Seed packs: members equal their seed trained alone; every option packs; sweeps see one run per seed."""
+
+import json
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from analysis.runs import load_runs
+from msa_ablate.data.synthetic import make_synthetic_mosi
+from msa_ablate.packs import SeedPack, unrolled
+from msa_ablate.trainer import fit, seed_everything
+from tests.conftest import ScalarRecorder, cli, compose_config, run_tiny, run_tiny_records
+
+FAST = ["trainer.log_graph=false"]
+
+
+@pytest.mark.parametrize("rnn", [
+    nn.LSTM(6, 5, batch_first=True),
+    nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True),
+    nn.GRU(6, 5, batch_first=True),
+    nn.GRU(6, 5, num_layers=2, batch_first=True, bidirectional=True),
+], ids=["lstm", "lstm_2_layers_bidirectional", "gru", "gru_2_layers_bidirectional"])
+def test_unrolled_rnn_computes_what_the_cudnn_style_module_computes(rnn):
+    rnn = rnn.double().eval()
+    twin = unrolled(nn.Sequential(rnn))[0]
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in rnn.named_parameters()]
+    x = torch.randn(3, 7, 6, dtype=torch.float64)
+    (out, state), (ref_out, ref_state) = twin(x), rnn(x)
+    torch.testing.assert_close(out, ref_out)
+    for mine, ref in zip(*(s if isinstance(s, tuple) else (s,) for s in (state, ref_state))):
+        torch.testing.assert_close(mine, ref)
+
+
+def train_members(seeds, data, epochs=2):
+    models, recorders = [], [ScalarRecorder() for _ in seeds]
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
+    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3,
+                  writers=recorders)
+    return results, recorders, models
+
+
+def test_a_packed_member_equals_its_seed_trained_alone():
+    """Same initialisation, same batch order, same updates (Adam is elementwise, the members
+    share no parameter): only float rounding may differ. The baseline has no active dropout."""
+    data = make_synthetic_mosi(scale=0.1)
+    packed, packed_steps, packed_models = train_members([3, 7, 11], data)
+    for k, seed in enumerate([3, 7, 11]):
+        [alone], [alone_steps], [alone_model] = train_members([seed], data)
+        # the first steps' losses, then the whole run's
+        assert packed_steps[k].values("loss/train_step") == pytest.approx(alone_steps.values("loss/train_step"),
+                                                                          rel=1e-4)
+        assert packed[k].best_epoch == alone.best_epoch
+        assert packed[k].valid == pytest.approx(alone.valid, rel=1e-4, abs=1e-5)
+        assert packed[k].test == pytest.approx(alone.test, rel=1e-4, abs=1e-5)
+        for (name, p), q in zip(packed_models[k].state_dict().items(), alone_model.state_dict().values()):
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=name)  # the best state came back
+    assert packed[0].test != packed[1].test  # and the members are different runs
+
+
+@pytest.mark.parametrize("option", [
+    "encoder=gru", "encoder=transformer", "encoder=mean", "fusion=concat_lstm", "fusion=self_attention",
+    "fusion=cross_attention", "fusion=tensor", "fusion=late", "head=linear", "modalities=t", "encoder.num_layers=2",
+])
+def test_every_option_trains_in_a_pack(tmp_path, option):
+    records = run_tiny_records(tmp_path, option, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    assert [r["seed"] for r in records] == [1, 2]
+    assert all(r["status"] == "completed" and r["pack_size"] == 2 for r in records)
+    assert records[0]["valid"] != records[1]["valid"]
+    assert (tmp_path / "seed_1" / "metrics.json").exists() and (tmp_path / "seed_2" / "metrics.json").exists()
+
+
+class Dropped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, x: dict) -> torch.Tensor:
+        return self.dropout(x["text"] * self.scale)
+
+
+def test_dropout_draws_a_different_mask_per_member():
+    pack = SeedPack([Dropped(), Dropped()])
+    pack.train()
+    out = pack({"text": torch.ones(2, 200)})
+    assert not torch.equal(out[0] == 0, out[1] == 0)
+
+
+def test_a_completed_pack_is_skipped_and_a_longer_seed_list_trains_only_the_new_seeds(tmp_path):
+    first = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    again = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2,3]", *FAST)
+    assert again[:2] == first  # read back, not retrained
+    assert again[2]["seed"] == 3 and again[2]["pack_size"] == 1
+    # the plain run of seed 3 is the same computation as the pack's member of one
+    alone = run_tiny(tmp_path / "alone", "seed=3", *FAST)
+    assert alone["test"] == pytest.approx(again[2]["test"], rel=1e-5)
+
+
+def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", *FAST, "loss=mse,l1",
+               "trainer.pack_seeds=true", "seeds=[1,2,3]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = load_runs([sweep])
+    assert len(runs) == 6 and set(runs.status) == {"completed"}
+    assert sorted(runs.groupby("loss").seed.apply(sorted).tolist()) == [[1, 2, 3], [1, 2, 3]]
+    record = json.loads((sweep / "1" / "seed_2" / "metrics.json").read_text())
+    assert record["choices"]["loss"] == "l1" and record["seed"] == 2
+
+
+def test_a_swept_seed_with_packs_is_refused(tmp_path):
+    proc = cli("data.scale=0.05", "trainer.pack_seeds=true", "seed=3", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "msa_ablate: error: seed: trainer.pack_seeds=true" in proc.stderr
+
+
+@pytest.mark.parametrize("seeds", ["[]", "[1,1]", "[-1]", "7"])
+def test_bad_seed_lists_are_refused(tmp_path, seeds):
+    proc = cli("data.scale=0.05", "trainer.pack_seeds=true", f"seeds={seeds}", f"hydra.run.dir={tmp_path / 'run'}",
+               cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "msa_ablate: error: seeds=" in proc.stderr
