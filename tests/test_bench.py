@@ -1,0 +1,25 @@
+"""The benchmark's mechanics on tiny data (its figures come from full-size runs: README)."""
+
+import json
+
+from msa_ablate.bench import main
+
+
+def test_bench_times_all_three_paths_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--device", "cpu", "--epochs", "1", "--scale", "0.05", "--seeds", "2", "--tolerance", "1",
+                 "--out", str(out)])
+    assert code == 0
+    table = json.loads(out.read_text())
+    assert [r["path"] for r in table["rows"]] == ["reference", "run", "sweep"]
+    assert [r["runs"] for r in table["rows"]] == [1, 1, 2]
+    assert all(r["seconds"] > 0 and r["quality_ok"] for r in table["rows"])
+    assert table["rows"][0]["speedup"] == 1.0
+    assert "reference" in capsys.readouterr().out
+
+
+def test_bench_fails_when_quality_leaves_the_range(tmp_path):
+    """A tolerance no two trainings meet: the check must report it and exit 1."""
+    code = main(["--device", "cpu", "--epochs", "1", "--scale", "0.05", "--paths", "reference,run",
+                 "--tolerance", "0", "--out", str(tmp_path / "b.json")])
+    assert code == 1
