@@ -1,4 +1,4 @@
-"""REPORT.md for a `+experiment=study` sweep: python analysis/report.py [FOLDER ...] [--out DIR]
+"""REPORT.md for a `+experiment=study` sweep: python analysis/report.py [FOLDER ...] [--improved DIR] [--out DIR]
 
 One section per question of the handout (1, 2.1-2.5, 3), each with its table, its plot,
 and sentences whose every number is computed here from the runs, none typed by hand.
@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.plots import bar_chart, curves_chart, loss_curves
 from analysis.runs import load_runs
-from analysis.summarize import ALPHA, BASELINE, one_factor_tables, read_folders, render, with_labels
+from analysis.summarize import ALPHA, BASELINE, compare, one_factor_tables, read_folders, render, with_labels
 from msa_ablate.metrics import SCORE_NAMES
 
 QUESTIONS = {
@@ -25,6 +25,9 @@ QUESTIONS = {
     "loss": ("2.4", "Loss: MSE against MAE (L1) and Huber (smooth L1)"),
     "fusion": ("2.5", "Fusion: sum + LSTM against concatenation, attention, tensor and late fusion"),
 }
+
+
+Q3_METRICS = ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE")
 
 
 def fmt(mean: float, std: float) -> str:
@@ -79,7 +82,31 @@ def question_1(runs: pd.DataFrame, plots: Path) -> str:
                       "tab Graphs)."])
 
 
-def report(folders: list[Path], out: Path, metric: str = "Corr") -> Path:
+def question_3(folders: list[Path], plots: Path, metric: str) -> str:
+    """The improved model against the baseline, from a `+experiment=improved` sweep."""
+    runs = with_labels(load_runs(folders))[0]
+    table = compare(runs, metric=metric)
+    if not table.baseline.any() or len(table) < 2:
+        return f"{', '.join(map(str, folders))} holds no baseline-and-improved pair of configurations."
+    chart = bar_chart(table, metric, "improved", plots / f"q3_improved_{metric}.png")
+    lines = [render(table, metric, "markdown"), "", f"![improved]({chart.relative_to(plots.parent)})", ""]
+    ok = runs[runs.status == "completed"]
+    cost = ok.groupby("config")[["train_seconds", "n_params"]].mean()
+    base_seconds, base_params = cost.loc[BASELINE]
+    for label in table.index[~table.baseline]:
+        deltas = []
+        for m in Q3_METRICS:
+            row = compare(runs, metric=m).loc[label]
+            p = "p < 0.001" if row.p_t < 0.001 else f"p = {row.p_t:.3f}"
+            deltas.append(f"{m} {fmt(row[f'{m}_mean'], row[f'{m}_std'])} (Δ {row.delta:+.3f}, paired t-test {p})")
+        seconds, params = cost.loc[label]
+        lines.append(f"- `{label}` against the baseline over {table.loc[label].n_paired} shared seeds: "
+                     + "; ".join(deltas) + f". Training time {seconds:.1f} s against {base_seconds:.1f} s "
+                     f"({seconds / base_seconds:.2f}x); {int(params):,} parameters against {int(base_params):,}.")
+    return "\n".join(lines)
+
+
+def report(folders: list[Path], out: Path, metric: str = "Corr", improved: list[Path] | None = None) -> Path:
     runs = load_runs(folders)
     plots = out / "report_plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -105,7 +132,13 @@ def report(folders: list[Path], out: Path, metric: str = "Corr") -> Path:
         chart = bar_chart(table, metric, factor, plots / f"q{number}_{factor}_{metric}.png")
         parts += [render(table, metric, "markdown"), "", f"![{factor}]({chart.relative_to(out)})", "",
                   verdict(table, metric)]
-    parts += ["", "## 3. A better model", "", "Not run yet: no improved model exists in this version."]
+    parts += ["", "## 3. A better model", ""]
+    if improved:
+        parts += [f"From `python -m msa_ablate -m +experiment=improved` ({', '.join(map(str, improved))}); "
+                  "the model is described in the README (section \"The improved model\").", "",
+                  question_3(improved, plots, metric)]
+    else:
+        parts.append("Not in this report: pass the `+experiment=improved` sweep with --improved.")
     path = out / "REPORT.md"
     path.write_text("\n".join(parts) + "\n")
     return path
@@ -116,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", type=Path, help="sweep folders (default: newest under multirun/)")
     parser.add_argument("--out", type=Path, help="folder for REPORT.md and its plots (default: first folder)")
     parser.add_argument("--metric", default="Corr", choices=SCORE_NAMES)
+    parser.add_argument("--improved", type=Path, action="append", default=[],
+                        help="a +experiment=improved sweep folder, for question 3")
     args = parser.parse_args(argv)
     try:
         folders, _ = read_folders(args.folders)
+        if args.improved:
+            read_folders(args.improved)
     except FileNotFoundError as e:
         parser.error(str(e))
-    print(f"wrote {report(folders, args.out or folders[0], args.metric)}")
+    print(f"wrote {report(folders, args.out or folders[0], args.metric, args.improved)}")
     return 0
 
 

@@ -6,8 +6,10 @@ model and recipe (batch 16, Adam 1e-3, cosine per step):
 - ``reference``: the handout's own loop (msa_ablate.seed_notebook: a Dataset building
   per-sample tensors, a DataLoader, eager steps), the yardstick;
 - ``run``: the project's trainer, one seed (data held on the device, batches by index);
-- ``sweep``: K seeds through the fastest path the project has, a seed pack (one stacked
-  model, msa_ablate.packs).
+- ``pack``: K seeds trained together as a seed pack (one stacked model, msa_ablate.packs);
+- ``serial``: the same K seeds through the trainer one after another, in one process.
+
+A sweep of K seeds takes the faster of ``pack`` and ``serial`` on the device at hand.
 
 It prints seconds per run, runs per minute, speed against ``reference`` and peak memory,
 writes the table as JSON (``--out``), and checks that every path's test Corr and
@@ -91,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=5, help="runs in the sweep path")
-    parser.add_argument("--paths", default="reference,run,sweep", help="which paths to time, comma-separated")
+    parser.add_argument("--seeds", type=int, default=5, help="runs in the pack and serial paths")
+    parser.add_argument("--paths", default="reference,run,pack,serial", help="which paths to time, comma-separated")
     parser.add_argument("--scale", type=float, default=1.0, help="data size (1.0: MOSI's 1284/229/686)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed |metric - reference's| for the check")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     args = parser.parse_args(argv)
     paths = args.paths.split(",")
-    unknown = set(paths) - {"reference", "run", "sweep"}
+    unknown = set(paths) - {"reference", "run", "pack", "serial"}
     if unknown or args.epochs <= 0 or args.seeds <= 0:
         parser.error(f"--paths {sorted(unknown)} unknown" if unknown else "--epochs and --seeds must be positive")
     device = resolve_device(args.device)
@@ -106,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data_file = Path(tmp) / "mosi_raw.pkl"  # the handout's layout, read by both loaders
         data_file.write_bytes(pickle.dumps(synthetic_arrays(scale=args.scale)))
+        seeds = list(range(1, args.seeds + 1))
         work = {"reference": lambda: reference(data_file, device, args.epochs, seed=42),
                 "run": lambda: project(data_file, device, args.epochs, seeds=[42]),
-                "sweep": lambda: project(data_file, device, args.epochs, seeds=list(range(1, args.seeds + 1)))}
+                "pack": lambda: project(data_file, device, args.epochs, seeds=seeds),
+                "serial": lambda: [t for seed in seeds for t in project(data_file, device, args.epochs, [seed])]}
         rows = []
         for name in paths:
             seconds, tests, peak = timed(device, work[name])

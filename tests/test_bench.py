@@ -2,17 +2,21 @@
 
 import json
 
+import pytest
+
 from msa_ablate.bench import main
 
 
-def test_bench_times_all_three_paths_and_writes_json(tmp_path, capsys):
+def test_bench_times_every_path_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--device", "cpu", "--epochs", "1", "--scale", "0.05", "--seeds", "2", "--tolerance", "1",
                  "--out", str(out)])
     assert code == 0
     table = json.loads(out.read_text())
-    assert [r["path"] for r in table["rows"]] == ["reference", "run", "sweep"]
-    assert [r["runs"] for r in table["rows"]] == [1, 1, 2]
+    assert [r["path"] for r in table["rows"]] == ["reference", "run", "pack", "serial"]
+    assert [r["runs"] for r in table["rows"]] == [1, 1, 2, 2]
+    pack, serial = table["rows"][2:]
+    assert pack["test_Corr"] == pytest.approx(serial["test_Corr"], abs=1e-4)  # the same runs, two ways
     assert all(r["seconds"] > 0 and r["quality_ok"] for r in table["rows"])
     assert table["rows"][0]["speedup"] == 1.0
     assert "reference" in capsys.readouterr().out
