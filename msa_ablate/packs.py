@@ -46,8 +46,9 @@ class _UnrolledRNN(nn.Module):
         h = x.new_zeros(x.shape[0], w_hh.shape[1])
         c = h if self.has_cell_state else None
         outs = []
-        for t in range(x.shape[1]):
-            h, c = self.cell(xw[:, t], h, c, w_hh, b_hh)  # defined by UnrolledLSTM / UnrolledGRU
+        # unbind, not xw[:, t]: each indexed step's backward would fill a zero tensor of all T steps
+        for xw_t in xw.unbind(1):
+            h, c = self.cell(xw_t, h, c, w_hh, b_hh)  # defined by UnrolledLSTM / UnrolledGRU
             outs.append(h)
         return torch.stack(outs, 1), h, c
 
