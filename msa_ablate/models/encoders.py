@@ -143,7 +143,7 @@ class BiRNNEncoder(nn.Module):
     Assumes MOSI's layout: padding at the front, real steps contiguous to the end.
     """
 
-    def __init__(self, dim: int, cell: str = "lstm", dropout: float = 0.2) -> None:
+    def __init__(self, dim: int, cell: str = "lstm", dropout: float = 0.3) -> None:
         super().__init__()
         cells = {"gru": nn.GRU, "lstm": nn.LSTM}
         if cell not in cells:
