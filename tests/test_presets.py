@@ -7,7 +7,7 @@ import pytest
 
 from analysis.report import main as report_main
 from tests.conftest import TINY, cli
-from tests.test_options import OPTIONS
+from tests.test_options import STUDY
 
 FAST = [*TINY, "trainer.log_graph=false"]
 
@@ -24,7 +24,7 @@ def test_question_preset(tmp_path, preset):
     assert proc.returncode == 0, proc.stderr
     records = jobs(sweep)
     assert all(r["status"] == "completed" and r["seed"] == 1 for r in records)
-    assert sorted(r["choices"][preset] for r in records) == OPTIONS[preset]
+    assert sorted(r["choices"][preset] for r in records) == STUDY[preset]
 
 
 def test_study_varies_one_factor_at_a_time_and_reports(tmp_path):
@@ -35,7 +35,7 @@ def test_study_varies_one_factor_at_a_time_and_reports(tmp_path):
     baseline = {"encoder": "lstm", "fusion": "sum_lstm", "loss": "mse", "modalities": "tva", "layernorm": "on"}
     configs = [tuple(sorted((g, r["choices"][g]) for g in baseline)) for r in records]
     # one baseline, and every other option of every study group exactly once, per seed
-    expected = 1 + sum(len(OPTIONS[g]) - 1 for g in baseline)
+    expected = 1 + sum(len(STUDY[g]) - 1 for g in baseline)
     assert len(records) == 2 * expected and len(set(configs)) == expected
     for config in set(configs):
         changed = [g for g, o in config if baseline[g] != o]

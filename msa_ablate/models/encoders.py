@@ -117,3 +117,48 @@ class MeanEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return masked_mean(x, mask).unsqueeze(1) * mask.unsqueeze(-1)
+
+
+def leading_padding(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) number of padding steps before each clip's first real step (T for a clip with none)."""
+    return (~mask).long().cumprod(1).sum(1)
+
+
+def gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, T, D): out[b, t] = x[b, index[b, t]]."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+class BiRNNEncoder(nn.Module):
+    """A bidirectional GRU (or LSTM) that reads the real steps only, as a packed sequence would.
+
+    The seed's LSTM reads the front padding before the words, so its state at the first word
+    depends on how long the clip is; and it reads left to right only, so a word cannot see what
+    follows it (a "but" that discounts what came before). Here each direction starts at the clip's
+    edge: the forward one on the clip rolled to the front (padding moved behind it), the backward
+    one on the reversed sequence (whose padding comes last). Outputs at real steps therefore do not
+    depend on the padding at all; padded steps are zero. Each direction has ``dim // 2`` units so
+    the output keeps the hidden size. ``dropout`` acts on the input steps (the branch's projected
+    features), where the seed model overfits from its third epoch on.
+    Assumes MOSI's layout: padding at the front, real steps contiguous to the end.
+    """
+
+    def __init__(self, dim: int, cell: str = "lstm", dropout: float = 0.3) -> None:
+        super().__init__()
+        cells = {"gru": nn.GRU, "lstm": nn.LSTM}
+        if cell not in cells:
+            raise ConfigError(f"encoder.cell={cell}: must be one of {sorted(cells)}")
+        if dim % 2:
+            raise ConfigError(f"encoder=birnn needs an even hidden size, got {dim}")
+        self.forward_rnn = cells[cell](dim, dim // 2, batch_first=True)
+        self.backward_rnn = cells[cell](dim, dim // 2, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(x.shape[1], device=x.device)
+        lead = leading_padding(mask).unsqueeze(1)
+        x = self.dropout(x) * mask.unsqueeze(-1)
+        forward = self.forward_rnn(gather_steps(x, (steps + lead) % x.shape[1]))[0]  # real steps first
+        forward = gather_steps(forward, (steps - lead) % x.shape[1])  # back to the front-padded layout
+        backward = self.backward_rnn(x.flip(1))[0].flip(1)
+        return torch.cat([forward, backward], dim=-1) * mask.unsqueeze(-1)

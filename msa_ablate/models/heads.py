@@ -26,3 +26,16 @@ class LinearHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(h).squeeze(-1)
+
+
+class MLPHead(nn.Module):
+    """A hidden layer with dropout before the seed's bounded output, ``sigmoid(.) * 6 - 3``:
+    a non-linear read-out of the fused vector, regularised where the seed model overfits."""
+
+    def __init__(self, in_dim: int, hidden: int = 128, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(),
+                                 nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(h)).squeeze(-1) * 6 - 3
