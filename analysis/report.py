@@ -84,14 +84,14 @@ def question_1(runs: pd.DataFrame, plots: Path) -> str:
 
 def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     """The improved model against the baseline, from a `+experiment=improved` sweep."""
-    runs = with_labels(load_runs(folders))[0]
+    runs = load_runs(folders)
     table = compare(runs, metric=metric)
     if not table.baseline.any() or len(table) < 2:
         return f"{', '.join(map(str, folders))} holds no baseline-and-improved pair of configurations."
     chart = bar_chart(table, metric, "improved", plots / f"q3_improved_{metric}.png")
     lines = [render(table, metric, "markdown"), "", f"![improved]({chart.relative_to(plots.parent)})", ""]
-    ok = runs[runs.status == "completed"]
-    cost = ok.groupby("config")[["train_seconds", "n_params"]].mean()
+    labelled = with_labels(runs)[0]
+    cost = labelled[labelled.status == "completed"].groupby("config")[["train_seconds", "n_params"]].mean()
     base_seconds, base_params = cost.loc[BASELINE]
     for label in table.index[~table.baseline]:
         deltas = []

@@ -64,9 +64,10 @@ def test_a_packed_member_equals_its_seed_trained_alone():
 @pytest.mark.parametrize("option", [
     "encoder=gru", "encoder=transformer", "encoder=mean", "fusion=concat_lstm", "fusion=self_attention",
     "fusion=cross_attention", "fusion=tensor", "fusion=late", "head=linear", "modalities=t", "encoder.num_layers=2",
+    "+preset=improved", "encoder=birnn encoder.cell=gru",
 ])
 def test_every_option_trains_in_a_pack(tmp_path, option):
-    records = run_tiny_records(tmp_path, option, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
     assert [r["seed"] for r in records] == [1, 2]
     assert all(r["status"] == "completed" and r["pack_size"] == 2 for r in records)
     assert records[0]["valid"] != records[1]["valid"]

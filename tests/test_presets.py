@@ -49,3 +49,17 @@ def test_study_varies_one_factor_at_a_time_and_reports(tmp_path):
     for image in (sweep / "report_plots").glob("*.png"):
         assert f"({image.relative_to(sweep)})" in text and image.stat().st_size > 1000
     assert len(list((sweep / "report_plots").glob("*.png"))) == 6
+
+
+def test_improved_experiment_pairs_it_with_the_baseline_and_reports_question_3(tmp_path):
+    sweep = tmp_path / "improved"
+    proc = cli("-m", "+experiment=improved", "seed=1,2", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pairs = sorted((r["choices"]["encoder"], r["seed"]) for r in jobs(sweep))
+    assert pairs == [("birnn", 1), ("birnn", 2), ("lstm", 1), ("lstm", 2)]
+
+    report_main([str(sweep), "--improved", str(sweep), "--out", str(tmp_path / "report")])
+    q3 = (tmp_path / "report" / "REPORT.md").read_text().split("## 3.")[1]
+    assert "| baseline " in q3 and "encoder=birnn" in q3
+    assert "against the baseline over 2 shared seeds" in q3 and "Training time" in q3
+    assert (tmp_path / "report" / "report_plots" / "q3_improved_Corr.png").stat().st_size > 1000
