@@ -16,7 +16,7 @@ from msa_ablate.errors import ConfigError, UserError
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
-warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
