@@ -162,14 +162,14 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
     under ``trainer.device=auto``."""
     output_dir.mkdir(parents=True, exist_ok=True)
     resume = cfg.get("resume", True)
-    runs = member_runs(cfg, output_dir)
-    done = {folder: rec for member, folder in runs if resume and (rec := completed_record(folder, config_key(member)))}
+    runs = [(member, folder, config_key(member)) for member, folder in member_runs(cfg, output_dir)]
+    done = {folder: rec for _, folder, key in runs if resume and (rec := completed_record(folder, key))}
     for folder in done:
         log.info("%s: already completed, skipped (resume=false runs it again)", folder)
-    todo = [(member, folder) for member, folder in runs if folder not in done]
+    todo = [(member, folder) for member, folder, _ in runs if folder not in done]
     if not todo:
         return list(done.values())
-    keys = [config_key(member) for member, _ in todo]
+    keys = [key for _, folder, key in runs if folder not in done]
     checkpoint = output_dir / "checkpoint.pt"
     if not resume:
         checkpoint.unlink(missing_ok=True)
@@ -186,11 +186,11 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
             # a partial called here, as in load_data, so a ConfigError from the model reaches the user unwrapped
             models.append(instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device))
         loss_fn = instantiate(cfg.loss)
-        n_params = sum(p.numel() for p in models[0].parameters())
+        n_params, summary = sum(p.numel() for p in models[0].parameters()), data.summary()
         for record in records:
-            record.update(data=data.summary(), device=str(device), n_params=n_params, pack_size=len(todo))
+            record.update(data=summary, device=str(device), n_params=n_params, pack_size=len(todo))
         log.info("%s on %s: %s params, data %s%s", ", ".join(f"{k}={v}" for k, v in choices.items()), device,
-                 f"{n_params:,}", data.summary()["sizes"], f", seeds {[m.seed for m, _ in todo]} packed"
+                 f"{n_params:,}", summary["sizes"], f", seeds {[m.seed for m, _ in todo]} packed"
                  if len(todo) > 1 else "")
 
         writers = [SummaryWriter(str(folder)) for _, folder in todo]
