@@ -93,10 +93,11 @@ def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     labelled = with_labels(runs)[0]
     cost = labelled[labelled.status == "completed"].groupby("config")[["train_seconds", "n_params"]].mean()
     base_seconds, base_params = cost.loc[BASELINE]
+    by_metric = {m: compare(runs, metric=m) for m in Q3_METRICS}
     for label in table.index[~table.baseline]:
         deltas = []
-        for m in Q3_METRICS:
-            row = compare(runs, metric=m).loc[label]
+        for m, compared in by_metric.items():
+            row = compared.loc[label]
             p = "p < 0.001" if row.p_t < 0.001 else f"p = {row.p_t:.3f}"
             deltas.append(f"{m} {fmt(row[f'{m}_mean'], row[f'{m}_std'])} (Δ {row.delta:+.3f}, paired t-test {p})")
         seconds, params = cost.loc[label]

@@ -28,6 +28,7 @@ from msa_ablate.data import MOSIData
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.files import write_atomic
 from msa_ablate.metrics import SCORE_NAMES
+from msa_ablate.models.model import attention_fast_path_off
 from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -81,20 +82,14 @@ def load_data(spec: str) -> MOSIData:
 
 def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: Mapping[str, torch.Tensor]) -> None:
     """The model graph for TensorBoard; a model that will not trace costs a warning, not the run."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
     try:
         model.eval()
-        # In eval mode attention layers take a fused "fast path" whose trace fails the
-        # tracer's sanity check; the plain path computes the same thing.
-        torch.backends.mha.set_fastpath_enabled(False)
-        with warnings.catch_warnings():  # notes from the tracer add_graph uses: noise here
+        with attention_fast_path_off(), warnings.catch_warnings():  # tracer notes: noise here
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, used by add_graph
             writer.add_graph(model, (dict(example),), use_strict_trace=False)
     except Exception as e:  # tracing is best-effort: the run's results do not depend on it
         log.warning("model graph not logged: tracing failed (%s: %s)", type(e).__name__, str(e).splitlines()[0])
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, str], result: FitResult) -> None:

@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from msa_ablate.errors import ConfigError
+from msa_ablate.models.model import attention_fast_path_off
 
 Features = Mapping[str, torch.Tensor]
 
@@ -145,13 +146,8 @@ class SeedPack(OneModel):
         return vmap(self._call, randomness="different")(self.params, self.buffers, dict(x))
 
     def shared(self, x: Features) -> torch.Tensor:
-        # attention's fused inference path has no batching rule; the plain path computes the same
-        fastpath = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)
-        try:
+        with attention_fast_path_off():
             return vmap(self._call, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, dict(x))
-        finally:
-            torch.backends.mha.set_fastpath_enabled(fastpath)
 
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())

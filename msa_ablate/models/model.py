@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,19 @@ class ModalityBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(F.relu(self.proj(self.norm(x))), mask)
+
+
+@contextmanager
+def attention_fast_path_off() -> Iterator[None]:
+    """Attention layers in eval mode take a fused "fast path" that neither the tracer
+    (TensorBoard's graph) nor vmap (seed packs) can go through; the plain path computes
+    the same thing."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def content_mask(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
