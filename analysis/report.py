@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.plots import bar_chart, curves_chart, loss_curves
-from analysis.runs import load_runs
+from analysis.runs import load_runs, resolved_config
 from analysis.summarize import ALPHA, BASELINE, compare, one_factor_tables, read_folders, render, with_labels
 from msa_ablate.metrics import SCORE_NAMES
 
@@ -82,6 +82,16 @@ def question_1(runs: pd.DataFrame, plots: Path) -> str:
                       "tab Graphs)."])
 
 
+def settings_changed(labelled: pd.DataFrame, label: str) -> str:
+    """Every config value of ``label``'s runs that the baseline's runs do not share, beyond the
+    group choices the label already names: what a variant sets besides them (model.input_dropout)."""
+    first = {c: resolved_config(labelled[labelled.config == c].path.iloc[0]) for c in (label, BASELINE)}
+    named = tuple(f"{choice.split('=')[0]}." for choice in label.split())
+    changed = {k: v for k, v in first[label].items()
+               if first[BASELINE].get(k, "absent") != v and not k.startswith(named)}
+    return ", ".join(f"`{k}={v}`" for k, v in changed.items()) or "nothing"
+
+
 def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     """The improved model against the baseline, from a `+experiment=improved` sweep."""
     runs = load_runs(folders)
@@ -101,6 +111,7 @@ def question_3(folders: list[Path], plots: Path, metric: str) -> str:
             p = "p < 0.001" if row.p_t < 0.001 else f"p = {row.p_t:.3f}"
             deltas.append(f"{m} {fmt(row[f'{m}_mean'], row[f'{m}_std'])} (Δ {row.delta:+.3f}, paired t-test {p})")
         seconds, params = cost.loc[label]
+        lines.append(f"- `{label}` also sets: {settings_changed(labelled, label)}.")
         lines.append(f"- `{label}` against the baseline over {table.loc[label].n_paired} shared seeds: "
                      + "; ".join(deltas) + f". Training time {seconds:.1f} s against {base_seconds:.1f} s "
                      f"({seconds / base_seconds:.2f}x); {int(params):,} parameters against {int(base_params):,}.")

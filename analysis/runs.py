@@ -36,6 +36,21 @@ def _hydra_record(folder: Path, name: str) -> Path:
     return own if own.exists() or not (folder.parent / ".hydra").is_dir() else folder.parent / ".hydra" / name
 
 
+def resolved_config(folder: Path) -> dict:
+    """The job's resolved config (Hydra's .hydra/config.yaml) as flat dotted keys, seeds left out."""
+    file = _hydra_record(Path(folder), "config.yaml")
+    if not file.exists():
+        return {}
+
+    def flat(node, prefix: str = "") -> dict:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+
+    return {k.rstrip("."): v for k, v in flat(yaml.safe_load(file.read_text())).items()
+            if k.rstrip(".") not in ("seed", "seeds")}
+
+
 def newest_sweep(root: Path = Path("multirun")) -> Path:
     """The most recently written sweep folder (one holding multirun.yaml) under ``root``."""
     sweeps = [p.parent for p in root.rglob("multirun.yaml")]

@@ -4,12 +4,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from msa_ablate.models.encoders import BiRNNEncoder
+from msa_ablate.errors import ConfigError
+from msa_ablate.models import MultimodalSentimentModel
+from msa_ablate.models.encoders import BiRNNEncoder, ConvBiRNNEncoder
 from msa_ablate.models.fusions import AttentionPool, TextCentredFusion
 from msa_ablate.models.heads import MLPHead
 from tests.conftest import compose_config, run_tiny
 
-IMPROVED = {"encoder": "birnn", "fusion": "text_centred", "head": "mlp"}
+IMPROVED = {"encoder": "conv_birnn", "fusion": "text_centred", "head": "mlp"}
 ALL = ["text", "vision", "audio"]
 
 
@@ -28,6 +30,8 @@ def scramble_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def test_preset_composes_to_the_new_options_and_trains(tmp_path):
     choices = compose_config("+preset=improved").hydra.runtime.choices
     assert {g: choices[g] for g in IMPROVED} == IMPROVED
+    assert OmegaConf.to_container(compose_config("+preset=improved").model.input_dropout) == {
+        "text": 0.7, "audio": 0.5, "vision": 0.5}
     record = run_tiny(tmp_path, "+preset=improved", "trainer.log_graph=false")
     assert record["status"] == "completed"
     assert all(v is None or v == v for v in record["test"].values())
@@ -39,11 +43,12 @@ def test_variant_is_the_preset():
     assert OmegaConf.to_container(preset.model) == OmegaConf.to_container(variant.model)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_birnn_reads_real_steps_only(cell):
+@pytest.mark.parametrize("make", [lambda: BiRNNEncoder(8, cell="lstm"), lambda: BiRNNEncoder(8, cell="gru"),
+                                  lambda: ConvBiRNNEncoder(8, kernel=3), lambda: ConvBiRNNEncoder(8, kernel=5)])
+def test_birnn_encoders_read_real_steps_only(make):
     """Outputs at real steps do not depend on what, or how much, padding comes before them;
     padded outputs are zero."""
-    encoder = BiRNNEncoder(8, cell=cell).eval()
+    encoder = make().eval()
     x, mask = front_padded()
     out = encoder(x, mask)
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
@@ -73,3 +78,38 @@ def test_attention_pool_is_finite_for_a_clip_without_real_steps():
 def test_mlp_head_stays_in_the_label_range():
     scores = MLPHead(8, hidden=4)(torch.randn(64, 8) * 100)
     assert scores.shape == (64,) and (scores.abs() <= 3).all()
+
+
+def test_the_convolution_lets_a_step_see_its_left_neighbour_in_the_backward_direction():
+    """The backward RNN's output at a step reads only that step and the ones after it; in
+    ConvBiRNNEncoder the convolution also hands it the step before ("not" before "good")."""
+    x, mask = front_padded(batch=1, dim=4)
+    changed = x.clone()
+    changed[0, 5] += 1.0
+    backward_half = slice(2, 4)  # the output is [forward (dim/2), backward (dim/2)]
+    for encoder, sees in ((ConvBiRNNEncoder(4, kernel=3), True), (BiRNNEncoder(4, dropout=0.0), False)):
+        encoder.eval()
+        before, after = encoder(x, mask)[0, 6, backward_half], encoder(changed, mask)[0, 6, backward_half]
+        assert torch.allclose(before, after) is not sees
+    with pytest.raises(ConfigError, match="encoder.kernel=4"):
+        ConvBiRNNEncoder(4, kernel=4)
+
+
+def build_with_input_dropout(rate) -> MultimodalSentimentModel:
+    return MultimodalSentimentModel({"text": 6, "audio": 4, "vision": 3}, ALL, lambda d: BiRNNEncoder(d),
+                                    lambda dim, modalities: TextCentredFusion(dim, modalities, heads=2),
+                                    lambda d: MLPHead(d), hidden=8, input_dropout=rate)
+
+
+def test_input_dropout_per_modality():
+    model = build_with_input_dropout({"text": 0.7, "audio": 0.5})
+    rates = {m: getattr(b.input_dropout, "p", 0.0) for m, b in model.branches.items()}
+    assert rates == {"text": 0.7, "vision": 0.0, "audio": 0.5}
+    assert isinstance(model.branches["vision"].input_dropout, torch.nn.Identity)  # rate 0: the seed's branch
+    assert {getattr(b.input_dropout, "p", 0.0) for b in build_with_input_dropout(0.3).branches.values()} == {0.3}
+
+
+@pytest.mark.parametrize("rate", [{"txt": 0.5}, {"text": 1.0}, -0.1, {"text": True}])
+def test_bad_input_dropout_names_the_key(rate):
+    with pytest.raises(ConfigError, match="model.input_dropout"):
+        build_with_input_dropout(rate)

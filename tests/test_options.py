@@ -29,7 +29,7 @@ STUDY = {
     "layernorm": ["off", "on"],
 }
 # The improved model's parts (issue #7, conf/preset/improved.yaml): options, not study questions.
-IMPROVED = {"encoder": ["birnn"], "fusion": ["text_centred"], "head": ["mlp"]}
+IMPROVED = {"encoder": ["birnn", "conv_birnn"], "fusion": ["text_centred"], "head": ["mlp"]}
 
 
 def test_the_options_the_study_names_exist():

@@ -56,10 +56,11 @@ def test_improved_experiment_pairs_it_with_the_baseline_and_reports_question_3(t
     proc = cli("-m", "+experiment=improved", "seed=1,2", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pairs = sorted((r["choices"]["encoder"], r["seed"]) for r in jobs(sweep))
-    assert pairs == [("birnn", 1), ("birnn", 2), ("lstm", 1), ("lstm", 2)]
+    assert pairs == [("conv_birnn", 1), ("conv_birnn", 2), ("lstm", 1), ("lstm", 2)]
 
     report_main([str(sweep), "--improved", str(sweep), "--out", str(tmp_path / "report")])
     q3 = (tmp_path / "report" / "REPORT.md").read_text().split("## 3.")[1]
-    assert "| baseline " in q3 and "encoder=birnn" in q3
+    assert "| baseline " in q3 and "encoder=conv_birnn" in q3
+    assert "also sets: `model.input_dropout.text=0.7`" in q3  # what the variant sets beyond its group choices
     assert "against the baseline over 2 shared seeds" in q3 and "Training time" in q3
     assert (tmp_path / "report" / "report_plots" / "q3_improved_Corr.png").stat().st_size > 1000
