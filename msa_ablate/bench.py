@@ -89,6 +89,35 @@ def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> t
     return seconds, tests, peak
 
 
+def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[dict[str, float]]:
+    """Where one training step of the baseline (batch 16: forward, MSE, backward, Adam) spends its
+    time: the ``top`` operators by self time, each with its share of the profiled total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dims = {"text": 300, "audio": 74, "vision": 35}  # MOSI's; the step's cost does not depend on the values
+    model = baseline_model(dims, seed=42).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = {m: torch.randn(16, 50, d, device=device) for m, d in dims.items()}
+    labels = torch.randn(16, device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(model(batch), labels).backward()
+        optimizer.step()
+
+    for _ in range(3):  # warm-up: first-call allocations and kernel selection
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+    events = [e for e in prof.key_averages() if e.self_device_time_total or e.self_cpu_time_total]
+    key = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
+    total = sum(key(e) for e in events)
+    return [{"op": e.key, "share": key(e) / total, "ms_per_step": key(e) / steps / 1e3}
+            for e in sorted(events, key=key, reverse=True)[:top]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -98,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="data size (1.0: MOSI's 1284/229/686)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed |metric - reference's| for the check")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one training step of `run` and print where its time goes")
     args = parser.parse_args(argv)
     paths = args.paths.split(",")
     unknown = set(paths) - {"reference", "run", "pack", "serial"}
@@ -138,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         quality = {True: "ok", False: "OUT OF RANGE", None: "-"}[r["quality_ok"]]
         print(f"{r['path']:10} {r['runs']:>4} {r['seconds_per_run']:>8.2f} {r['runs_per_minute']:>9.2f} {speed:>6} "
               f"{r['peak_mib']:>9.0f} {r['test_Corr']:>6.3f} {r['test_Non0_acc_2']:>6.3f} {quality}")
-    args.out.write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+    report = {"environment": env, "rows": rows}
+    if args.profile:
+        report["profile"] = profile_step(device)
+        print("# one training step of the baseline (batch 16), by operator self time:")
+        for e in report["profile"]:
+            print(f"{e['share']:6.1%} {e['ms_per_step']:7.2f} ms  {e['op']}")
+    args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return 0 if ok else 1
 

@@ -27,3 +27,14 @@ def test_bench_fails_when_quality_leaves_the_range(tmp_path):
     code = main(["--device", "cpu", "--epochs", "1", "--scale", "0.05", "--paths", "reference,run",
                  "--tolerance", "0", "--out", str(tmp_path / "b.json")])
     assert code == 1
+
+
+def test_bench_profile_names_where_a_step_spends_its_time(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["--device", "cpu", "--epochs", "1", "--scale", "0.05", "--paths", "run", "--profile",
+                 "--out", str(out)]) == 0
+    profile = json.loads(out.read_text())["profile"]
+    assert len(profile) == 5 and all(0 < e["share"] <= 1 and e["ms_per_step"] > 0 for e in profile)
+    assert sum(e["share"] for e in profile) <= 1 + 1e-9
+    assert [e["share"] for e in profile] == sorted((e["share"] for e in profile), reverse=True)
+    assert "by operator self time" in capsys.readouterr().out
