@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 import msa_ablate
 from msa_ablate import seed_notebook
 from msa_ablate.data.mosi import load_mosi
-from msa_ablate.data.synthetic import synthetic_arrays
+from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
 from msa_ablate.trainer import fit, resolve_device, seed_everything
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -94,10 +94,9 @@ def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[di
     time: the ``top`` operators by self time, each with its share of the profiled total."""
     from torch.profiler import ProfilerActivity, profile
 
-    dims = {"text": 300, "audio": 74, "vision": 35}  # MOSI's; the step's cost does not depend on the values
-    model = baseline_model(dims, seed=42).to(device)
+    model = baseline_model(DIMS, seed=42).to(device)  # MOSI's dims; the step's cost does not depend on values
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = {m: torch.randn(16, 50, d, device=device) for m, d in dims.items()}
+    batch = {m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}
     labels = torch.randn(16, device=device)
 
     def step() -> None:
