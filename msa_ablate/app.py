@@ -161,22 +161,21 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
     done = {folder: rec for _, folder, key in runs if resume and (rec := completed_record(folder, key))}
     for folder in done:
         log.info("%s: already completed, skipped (resume=false runs it again)", folder)
-    todo = [(member, folder) for member, folder, _ in runs if folder not in done]
+    todo = [(member, folder, key) for member, folder, key in runs if folder not in done]
     if not todo:
         return list(done.values())
-    keys = [key for _, folder, key in runs if folder not in done]
     checkpoint = output_dir / "checkpoint.pt"
     if not resume:
         checkpoint.unlink(missing_ok=True)
     records = [{"seed": member.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
-               for (member, _), key in zip(todo, keys)]
+               for member, _, key in todo]
     writers = []
     try:
         check_settings(cfg)
         device = resolve_device(cfg.trainer.device, job_num)
         data = load_data(OmegaConf.to_yaml(cfg.data, resolve=True)).to(device)
         models = []
-        for member, _ in todo:  # each member initialised under its own seed, as it would be alone
+        for member, _, _ in todo:  # each member initialised under its own seed, as it would be alone
             seed_everything(member.seed)
             # a partial called here, as in load_data, so a ConfigError from the model reaches the user unwrapped
             models.append(instantiate(cfg.model, _partial_=True)(input_dims=data.dims).to(device))
@@ -185,17 +184,17 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
         for record in records:
             record.update(data=summary, device=str(device), n_params=n_params, pack_size=len(todo))
         log.info("%s on %s: %s params, data %s%s", ", ".join(f"{k}={v}" for k, v in choices.items()), device,
-                 f"{n_params:,}", summary["sizes"], f", seeds {[m.seed for m, _ in todo]} packed"
+                 f"{n_params:,}", summary["sizes"], f", seeds {[m.seed for m, _, _ in todo]} packed"
                  if len(todo) > 1 else "")
 
-        writers = [SummaryWriter(str(folder)) for _, folder in todo]
+        writers = [SummaryWriter(str(folder)) for _, folder, _ in todo]
         t = cfg.trainer
-        results = fit(models, data, loss_fn, seeds=[member.seed for member, _ in todo], epochs=t.epochs,
+        results = fit(models, data, loss_fn, seeds=[member.seed for member, _, _ in todo], epochs=t.epochs,
                       batch_size=t.batch_size, lr=t.lr, select_metric=t.select_metric,
                       eval_batch_size=t.eval_batch_size, writers=writers, checkpoint=checkpoint,
-                      checkpoint_key="+".join(keys), evaluate_test=t.evaluate_test)
+                      checkpoint_key="+".join(key for _, _, key in todo), evaluate_test=t.evaluate_test)
         example = {m: x[:2] for m, x in data.splits["valid"].features.items()}
-        for (member, _), model, writer, record, result in zip(todo, models, writers, records, results):
+        for (member, _, _), model, writer, record, result in zip(todo, models, writers, records, results):
             if t.log_graph:
                 log_graph(writer, model, example)
             log_hparams(writer, member, choices, result)
@@ -220,7 +219,7 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
     finally:
         for writer in writers:
             writer.close()
-        for record, (_, folder) in zip(records, todo):
+        for record, (_, folder, _) in zip(records, todo):
             folder.mkdir(exist_ok=True)
             write_json_atomic(folder / "metrics.json", record)
     return [*done.values(), *records]
