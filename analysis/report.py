@@ -95,7 +95,8 @@ def settings_changed(labelled: pd.DataFrame, label: str) -> str:
 def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     """The improved model against the baseline, from a `+experiment=improved` sweep."""
     runs = load_runs(folders)
-    table = compare(runs, metric=metric)
+    by_metric = {m: compare(runs, metric=m) for m in dict.fromkeys((metric, *Q3_METRICS))}
+    table = by_metric[metric]
     if not table.baseline.any() or len(table) < 2:
         return f"{', '.join(map(str, folders))} holds no baseline-and-improved pair of configurations."
     chart = bar_chart(table, metric, "improved", plots / f"q3_improved_{metric}.png")
@@ -103,10 +104,10 @@ def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     labelled = with_labels(runs)[0]
     cost = labelled[labelled.status == "completed"].groupby("config")[["train_seconds", "n_params"]].mean()
     base_seconds, base_params = cost.loc[BASELINE]
-    by_metric = {m: compare(runs, metric=m) for m in Q3_METRICS}
     for label in table.index[~table.baseline]:
         deltas = []
-        for m, compared in by_metric.items():
+        for m in Q3_METRICS:
+            compared = by_metric[m]
             row = compared.loc[label]
             p = "p < 0.001" if row.p_t < 0.001 else f"p = {row.p_t:.3f}"
             deltas.append(f"{m} {fmt(row[f'{m}_mean'], row[f'{m}_std'])} (Δ {row.delta:+.3f}, paired t-test {p})")

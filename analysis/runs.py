@@ -37,18 +37,12 @@ def _hydra_record(folder: Path, name: str) -> Path:
 
 
 def resolved_config(folder: Path) -> dict:
-    """The job's resolved config (Hydra's .hydra/config.yaml) as flat dotted keys, seeds left out."""
+    """The job's config (Hydra's .hydra/config.yaml) as flat dotted keys, seeds left out."""
     file = _hydra_record(Path(folder), "config.yaml")
     if not file.exists():
         return {}
-
-    def flat(node, prefix: str = "") -> dict:
-        if not isinstance(node, dict):
-            return {prefix: node}
-        return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
-
-    return {k.rstrip("."): v for k, v in flat(yaml.safe_load(file.read_text())).items()
-            if k.rstrip(".") not in ("seed", "seeds")}
+    flat = pd.json_normalize(yaml.safe_load(file.read_text()), sep=".").iloc[0].to_dict()
+    return {k: v for k, v in flat.items() if k not in ("seed", "seeds")}
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:
