@@ -192,7 +192,8 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
         results = fit(models, data, loss_fn, seeds=[member.seed for member, _, _ in todo], epochs=t.epochs,
                       batch_size=t.batch_size, lr=t.lr, select_metric=t.select_metric,
                       eval_batch_size=t.eval_batch_size, writers=writers, checkpoint=checkpoint,
-                      checkpoint_key="+".join(key for _, _, key in todo), evaluate_test=t.evaluate_test)
+                      checkpoint_key="+".join(key for _, _, key in todo), evaluate_test=t.evaluate_test,
+                      cuda_graph=t.cuda_graph)
         example = {m: x[:2] for m, x in data.splits["valid"].features.items()}
         for (member, _, _), model, writer, record, result in zip(todo, models, writers, records, results):
             if t.log_graph:

@@ -7,9 +7,11 @@ model and recipe (batch 16, Adam 1e-3, cosine per step):
   per-sample tensors, a DataLoader, eager steps), the yardstick;
 - ``run``: the project's trainer, one seed (data held on the device, batches by index);
 - ``pack``: K seeds trained together as a seed pack (one stacked model, msa_ablate.packs);
-- ``serial``: the same K seeds through the trainer one after another, in one process.
+- ``serial``: the same K seeds through the trainer one after another, in one process;
+- ``graph`` and ``pack_graph`` (CUDA only): ``run`` and ``pack`` with every training step
+  replayed from a CUDA graph (``trainer.cuda_graph=true``, msa_ablate.cuda_graphs).
 
-A sweep of K seeds takes the faster of ``pack`` and ``serial`` on the device at hand.
+A sweep of K seeds takes the fastest of the K-seed paths on the device at hand.
 
 It prints seconds per run, runs per minute, speed against ``reference`` and peak memory,
 writes the table as JSON (``--out``), and checks that every path's test Corr and
@@ -66,10 +68,12 @@ def reference(path: Path, device: torch.device, epochs: int, seed: int) -> list[
     return [seed_notebook.validate_model(model, loaders["test"], criterion, device)]
 
 
-def project(path: Path, device: torch.device, epochs: int, seeds: list[int]) -> list[dict[str, float]]:
+def project(path: Path, device: torch.device, epochs: int, seeds: list[int],
+            cuda_graph: bool = False) -> list[dict[str, float]]:
     data = load_mosi(str(path)).to(device)
     models = [baseline_model(data.dims, seed).to(device) for seed in seeds]
-    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3)
+    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3,
+                  cuda_graph=cuda_graph)
     return [r.test for r in results]
 
 
@@ -122,18 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=5, help="runs in the pack and serial paths")
-    parser.add_argument("--paths", default="reference,run,pack,serial", help="which paths to time, comma-separated")
+    parser.add_argument("--paths", help="which paths to time, comma-separated (default: all the device can run: "
+                        "reference,run,pack,serial, and on CUDA graph,pack_graph)")
     parser.add_argument("--scale", type=float, default=1.0, help="data size (1.0: MOSI's 1284/229/686)")
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed |metric - reference's| for the check")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--profile", action="store_true",
                         help="also profile one training step of `run` and print where its time goes")
     args = parser.parse_args(argv)
-    paths = args.paths.split(",")
-    unknown = set(paths) - {"reference", "run", "pack", "serial"}
+    device = resolve_device(args.device)
+    graphed = ["graph", "pack_graph"]
+    paths = args.paths.split(",") if args.paths else ["reference", "run", "pack", "serial"] + graphed * (device.type == "cuda")
+    unknown = set(paths) - {"reference", "run", "pack", "serial", *graphed}
     if unknown or args.epochs <= 0 or args.seeds <= 0:
         parser.error(f"--paths {sorted(unknown)} unknown" if unknown else "--epochs and --seeds must be positive")
-    device = resolve_device(args.device)
+    if device.type != "cuda" and set(paths) & set(graphed):
+        parser.error(f"--paths {','.join(graphed)}: CUDA graphs need a CUDA device, not {device}")
 
     with tempfile.TemporaryDirectory() as tmp:
         data_file = Path(tmp) / "mosi_raw.pkl"  # the handout's layout, read by both loaders
@@ -142,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         work = {"reference": lambda: reference(data_file, device, args.epochs, seed=42),
                 "run": lambda: project(data_file, device, args.epochs, seeds=[42]),
                 "pack": lambda: project(data_file, device, args.epochs, seeds=seeds),
-                "serial": lambda: [t for seed in seeds for t in project(data_file, device, args.epochs, [seed])]}
+                "serial": lambda: [t for seed in seeds for t in project(data_file, device, args.epochs, [seed])],
+                "graph": lambda: project(data_file, device, args.epochs, seeds=[42], cuda_graph=True),
+                "pack_graph": lambda: project(data_file, device, args.epochs, seeds=seeds, cuda_graph=True)}
         rows = []
         for name in paths:
             seconds, tests, peak = timed(device, work[name])

@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from msa_ablate.cuda_graphs import GraphedStep
 from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.files import write_atomic
@@ -31,6 +32,7 @@ from msa_ablate.packs import OneModel, members
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Step = Callable[[torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,11 +129,25 @@ def resolve_device(name: str, job_num: int = 0) -> torch.device:
     return device
 
 
-def batches(split: Split, order: torch.Tensor, batch_size: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Yield (features, labels) for consecutive chunks of ``order`` along its last dimension,
-    indexing the held tensors: an order of shape (K, N) gives K members their own batches."""
-    for idx in order.split(batch_size, dim=-1):
-        yield {m: x[idx] for m, x in split.features.items()}, split.labels[idx]
+def gather(split: Split, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(features, labels) of the samples ``idx`` indexes in the held tensors: indices of shape
+    (K, B) give K members their own batches."""
+    return {m: x[idx] for m, x in split.features.items()}, split.labels[idx]
+
+
+def train_step(pack: OneModel, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> Step:
+    """``step(idx)``: one optimisation step of every member on the batch ``idx`` (K, B) indexes;
+    returns the members' losses (K,) on the device, with no host sync."""
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x, y = gather(train, idx)
+        member_losses = torch.stack([loss_fn(p, t) for p, t in zip(pack(x), y)])
+        optimizer.zero_grad(set_to_none=True)
+        member_losses.sum().backward()  # members share no parameter: each gets its own gradient
+        optimizer.step()
+        return member_losses.detach()
+
+    return step
 
 
 @torch.no_grad()
@@ -139,7 +155,7 @@ def evaluate(pack: OneModel, split: Split, loss_fn: LossFn, batch_size: int) -> 
     """Each member's loss over all samples and MOSI metrics on one split."""
     pack.train(False)
     order = torch.arange(len(split), device=split.labels.device)
-    preds = torch.cat([pack.shared(x) for x, _ in batches(split, order, batch_size)], dim=1)  # (K, N)
+    preds = torch.cat([pack.shared(gather(split, idx)[0]) for idx in order.split(batch_size)], dim=1)  # (K, N)
     losses = torch.stack([loss_fn(p, split.labels) for p in preds]).tolist()
     labels = split.labels.cpu().numpy()
     return [{"loss": loss, **mosi_metrics(p, labels)} for loss, p in zip(losses, preds.cpu().numpy())]
@@ -182,6 +198,7 @@ def fit(
     checkpoint: Path | None = None,
     checkpoint_key: str = "",
     evaluate_test: bool = True,
+    cuda_graph: bool = False,
 ) -> list[FitResult]:
     """Train ``models`` (one per seed, each initialised under its seed, on data already on
     their device) and return one result per model; each model ends holding its best state.
@@ -191,32 +208,43 @@ def fit(
     one per model. With ``checkpoint``, the state after each epoch is saved there, and a run
     that finds a checkpoint with the same ``checkpoint_key`` (its configuration) goes on
     from it, ending exactly as the uninterrupted run would. ``evaluate_test=False`` leaves
-    the test split unread (hyperparameter search)."""
+    the test split unread (hyperparameter search). ``cuda_graph=True`` (CUDA only) replays
+    each training step from a CUDA graph (msa_ablate.cuda_graphs)."""
     train, valid = data.splits["train"], data.splits["valid"]
     device = train.labels.device
+    if cuda_graph and device.type != "cuda":
+        raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device; this run's is {device}")
     writers = writers or [None] * len(models)
     pack = members(models)
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    optimizer = torch.optim.Adam(pack.parameters(), lr=lr)
+    # A CUDA graph replays the step with the learning rate it reads from a device tensor, which the
+    # scheduler updates in place; capturable Adam keeps its step count on the device too.
+    optimizer = torch.optim.Adam(pack.parameters(), lr=torch.tensor(lr, device=device) if cuda_graph else lr,
+                                 capturable=cuda_graph)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
     order_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]  # apart from the init/dropout stream
     progress = (load_checkpoint(checkpoint, checkpoint_key, pack, optimizer, scheduler, order_rngs)
                 if checkpoint is not None else [Progress() for _ in seeds])
+    step = train_step(pack, train, loss_fn, optimizer)
+    if cuda_graph and progress[0].epoch < epochs:
+        start = time.perf_counter()
+        pack.train()  # captured with dropout on
+        full, last = batch_size, len(train) - (steps_per_epoch - 1) * batch_size
+        step = GraphedStep(step, {(len(seeds), full), (len(seeds), last)}, pack, optimizer)
+        for p in progress:  # the capture is part of the training time
+            p.seconds += time.perf_counter() - start
 
     for epoch in range(progress[0].epoch + 1, epochs + 1):
         start = time.perf_counter()
         pack.train()
         orders = torch.stack([torch.randperm(len(train), generator=g) for g in order_rngs]).to(device)
         lrs, losses = [], []
-        for x, y in batches(train, orders, batch_size):
-            member_losses = torch.stack([loss_fn(p, t) for p, t in zip(pack(x), y)])
-            optimizer.zero_grad(set_to_none=True)
-            member_losses.sum().backward()  # members share no parameter: each gets its own gradient
-            optimizer.step()
+        for idx in orders.split(batch_size, dim=-1):
+            losses.append(step(idx))
             lrs.append(scheduler.get_last_lr()[0])
             scheduler.step()
-            losses.append(member_losses.detach())
         step_losses = torch.stack(losses).cpu()  # (steps, K): one host sync per epoch, not per step
+        lrs = [float(v) for v in lrs]  # a graphed step's learning rate is a device tensor
         if not torch.isfinite(step_losses).all():
             step, k = (int(i) for i in (~torch.isfinite(step_losses)).nonzero()[0])
             which = f" (seed {seeds[k]})" if len(seeds) > 1 else ""

@@ -1,0 +1,62 @@
+"""The CUDA-graph step: what can be checked without a GPU. Capture and replay themselves need
+CUDA and are measured by `python -m msa_ablate.bench` on a GPU (README: not yet measured)."""
+
+import copy
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from msa_ablate.cuda_graphs import rewound
+from msa_ablate.data.synthetic import make_synthetic_mosi
+from msa_ablate.errors import ConfigError
+from msa_ablate.packs import members
+from msa_ablate.trainer import fit, seed_everything, train_step
+from tests.conftest import cli, compose_config
+
+
+@pytest.mark.parametrize("seeds", [[1], [1, 2]], ids=["one_model", "seed_pack"])
+def test_warm_up_steps_inside_rewound_leave_no_trace(seeds):
+    """Capture needs the optimiser state made by real steps first; after them, training must go on
+    exactly as if they never ran: same weights, same Adam state, same dropout masks."""
+    data = make_synthetic_mosi(scale=0.05)
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(instantiate(compose_config("+preset=improved").model, _partial_=True)(input_dims=data.dims))
+    twins = copy.deepcopy(models)
+    train = data.splits["train"]
+    batches = [torch.randint(len(train), (len(seeds), 16), generator=torch.Generator().manual_seed(i))
+               for i in range(3)]
+
+    def steps(models, warm_up):
+        pack = members(models)
+        pack.train()
+        optimizer = torch.optim.Adam(pack.parameters(), lr=1e-2)
+        step = train_step(pack, train, torch.nn.MSELoss(), optimizer)
+        torch.manual_seed(0)
+        if warm_up:
+            with rewound(pack, optimizer, torch.device("cpu")):
+                for idx in batches:
+                    step(idx)
+        return torch.stack([step(idx) for idx in batches]), pack.state()
+
+    (warmed, warmed_state), (plain, plain_state) = steps(models, True), steps(twins, False)
+    assert torch.equal(warmed, plain)
+    for name, t in plain_state.items():
+        assert torch.equal(warmed_state[name], t), name
+
+
+def test_cuda_graph_needs_a_cuda_device():
+    data = make_synthetic_mosi(scale=0.05)
+    model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
+    with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs a CUDA device; this run's is cpu"):
+        fit([model], data, torch.nn.MSELoss(), seeds=[1], epochs=1, batch_size=16, lr=1e-3, cuda_graph=True)
+
+
+def test_cuda_graph_on_cpu_is_a_one_line_error(tmp_path):
+    proc = cli("data.scale=0.05", "trainer.device=cpu", "trainer.cuda_graph=true",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "msa_ablate: error: trainer.cuda_graph=true needs a CUDA device; this run's is cpu")
