@@ -38,3 +38,10 @@ def test_bench_profile_names_where_a_step_spends_its_time(tmp_path, capsys):
     assert sum(e["share"] for e in profile) <= 1 + 1e-9
     assert [e["share"] for e in profile] == sorted((e["share"] for e in profile), reverse=True)
     assert "by operator self time" in capsys.readouterr().out
+
+
+def test_bench_refuses_cuda_graph_paths_on_cpu(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cpu", "--paths", "run,graph", "--out", str(tmp_path / "b.json")])
+    assert exit_.value.code == 2
+    assert "--paths graph,pack_graph: CUDA graphs need a CUDA device, not cpu" in capsys.readouterr().err
