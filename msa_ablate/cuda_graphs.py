@@ -21,6 +21,7 @@ mode's, from the same distribution.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -57,21 +58,24 @@ class GraphedStep:
                  pack: OneModel, optimizer: torch.optim.Optimizer, warmup_steps: int = 3) -> None:
         device = pack.parameters()[0].device
         self.idx = {shape: torch.zeros(shape, dtype=torch.long, device=device) for shape in shapes}
-        with rewound(pack, optimizer, device):  # warm-up makes the optimiser state capture needs
-            side = torch.cuda.Stream(device)  # off the default stream, as capture requires
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
-                for _ in range(warmup_steps):
-                    for idx in self.idx.values():
-                        step(idx)
-            torch.cuda.current_stream(device).wait_stream(side)
-
         self.graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
         self.losses: dict[tuple[int, ...], torch.Tensor] = {}
-        for shape, idx in self.idx.items():
-            self.graphs[shape] = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graphs[shape]):
-                self.losses[shape] = step(idx)
+        # Capture records the current device's streams, RNG and memory pool: make the run's GPU
+        # current (a sweep's job N trains on cuda:N mod the GPU count).
+        with torch.cuda.device(device):
+            side = torch.cuda.Stream(device)  # warm-up and capture off the default stream, as capture requires
+            with rewound(pack, optimizer, device), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*capturable.*")  # "running without capture": it is warm-up
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
+                    for _ in range(warmup_steps):
+                        for idx in self.idx.values():
+                            step(idx)
+                torch.cuda.current_stream(device).wait_stream(side)
+            for shape, idx in self.idx.items():
+                self.graphs[shape] = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graphs[shape], stream=side):
+                    self.losses[shape] = step(idx)
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         shape = tuple(idx.shape)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 from torch.utils.tensorboard import SummaryWriter
 
 from msa_ablate.cuda_graphs import GraphedStep
@@ -59,13 +60,14 @@ def _rng_states(order_rngs: Sequence[torch.Generator]) -> dict:
 
 
 def _set_rng_states(states: dict, order_rngs: Sequence[torch.Generator]) -> None:
+    """RNG states are CPU byte tensors, also where the checkpoint was loaded onto a GPU."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())
     if states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
     for g, state in zip(order_rngs, states["order"], strict=True):
-        g.set_state(state)
+        g.set_state(state.cpu())
 
 
 def save_checkpoint(path: Path, key: str, progress: list[Progress], pack: OneModel, optimizer, scheduler,
@@ -212,6 +214,10 @@ def fit(
     each training step from a CUDA graph (msa_ablate.cuda_graphs)."""
     train, valid = data.splits["train"], data.splits["valid"]
     device = train.labels.device
+    if cuda_graph and TorchVersion(torch.__version__) < "2.10":
+        # older schedulers replace (<2.4) or host-sync (<2.5) a tensor learning rate, and
+        # get_last_lr returned the live tensor (<2.10), not a copy
+        raise ConfigError(f"trainer.cuda_graph=true needs torch>=2.10; this is {torch.__version__}")
     if cuda_graph and device.type != "cuda":
         raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device; this run's is {device}")
     writers = writers or [None] * len(models)
@@ -241,10 +247,11 @@ def fit(
         lrs, losses = [], []
         for idx in orders.split(batch_size, dim=-1):
             losses.append(step(idx))
-            lrs.append(scheduler.get_last_lr()[0])
+            lrs.append(scheduler.get_last_lr()[0])  # a copy: the graph's device tensor changes in place
             scheduler.step()
         step_losses = torch.stack(losses).cpu()  # (steps, K): one host sync per epoch, not per step
-        lrs = [float(v) for v in lrs]  # a graphed step's learning rate is a device tensor
+        if cuda_graph:  # the learning rates are device tensors: one copy to the host, not one per step
+            lrs = torch.stack(lrs).tolist()
         if not torch.isfinite(step_losses).all():
             step, k = (int(i) for i in (~torch.isfinite(step_losses)).nonzero()[0])
             which = f" (seed {seeds[k]})" if len(seeds) > 1 else ""

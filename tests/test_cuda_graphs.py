@@ -60,3 +60,11 @@ def test_cuda_graph_on_cpu_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "msa_ablate: error: trainer.cuda_graph=true needs a CUDA device; this run's is cpu")
+
+
+def test_cuda_graph_needs_a_torch_whose_scheduler_updates_a_tensor_lr_in_place(monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.9.1+cu128")
+    data = make_synthetic_mosi(scale=0.05)
+    model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
+    with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs torch>=2.10; this is 2.9.1\+cu128"):
+        fit([model], data, torch.nn.MSELoss(), seeds=[1], epochs=1, batch_size=16, lr=1e-3, cuda_graph=True)
