@@ -97,8 +97,9 @@ def question_3(folders: list[Path], plots: Path, metric: str) -> str:
     runs = load_runs(folders)
     by_metric = {m: compare(runs, metric=m) for m in dict.fromkeys((metric, *Q3_METRICS))}
     table = by_metric[metric]
-    if not table.baseline.any() or len(table) < 2:
-        return f"{', '.join(map(str, folders))} holds no baseline-and-improved pair of configurations."
+    if not (table.baseline & (table.n > 0)).any() or (table.n > 0).sum() < 2:
+        return f"{', '.join(map(str, folders))} holds no completed baseline-and-improved pair of configurations."
+    table = table[table.n > 0]
     chart = bar_chart(table, metric, "improved", plots / f"q3_improved_{metric}.png")
     lines = [render(table, metric, "markdown"), "", f"![improved]({chart.relative_to(plots.parent)})", ""]
     labelled = with_labels(runs)[0]

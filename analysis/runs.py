@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from msa_ablate.identity import NOT_IN_IDENTITY
 from msa_ablate.metrics import SCORE_NAMES
 
 # Groups that choose a configuration; `experiment` and `variant` only say how it was launched.
@@ -23,11 +24,21 @@ META_GROUPS = ("experiment", "variant")
 
 def job_folders(root: Path) -> list[Path]:
     """Every run folder under ``root`` (itself included), in a stable order. A seed pack's
-    job folder holds one run per ``seed_N`` sub-folder and is no run itself, unless none of
-    them has written its metrics.json yet (then it is the one missing run that says so)."""
+    job folder is no run itself: it holds one run per seed of its ``seeds``, in ``seed_N``,
+    whether or not that member has written its metrics.json (a killed pack's members show
+    as missing, not as nothing)."""
     found = {p.parent for p in root.rglob("metrics.json")} | {p.parent for p in root.rglob(".hydra")}
+    found |= {job / f"seed_{seed}" for job in found for seed in _pack_seeds(job)}
     found -= {p.parent for p in found}
     return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.relative_to(root).parts])
+
+
+def _pack_seeds(job: Path) -> list[int]:
+    """The seeds a job folder trains as a seed pack (trainer.pack_seeds=true), else none."""
+    file = job / ".hydra" / "config.yaml"
+    config = yaml.safe_load(file.read_text()) if file.exists() else None
+    packed = isinstance(config, dict) and (config.get("trainer") or {}).get("pack_seeds")
+    return list(config.get("seeds") or []) if packed else []
 
 
 def _hydra_record(folder: Path, name: str) -> Path:
@@ -54,14 +65,15 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
 
 
 def _overrides(folder: Path) -> dict[str, str]:
-    """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'})."""
+    """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'}),
+    except those that do not change what a run computes (``trainer.log_graph=false``)."""
     file = _hydra_record(folder, "overrides.yaml")
     if not file.exists():
         return {}
     values = {}
     for item in yaml.safe_load(file.read_text()) or []:
         key, _, value = item.lstrip("+~").partition("=")
-        if "." in key and not key.startswith("hydra."):
+        if "." in key and not key.startswith("hydra.") and key not in NOT_IN_IDENTITY:
             values[key] = value
     return values
 
@@ -76,6 +88,8 @@ def _choices(folder: Path) -> dict[str, str]:
 
 
 def _seed(folder: Path) -> int | None:
+    if folder.name in {f"seed_{s}" for s in _pack_seeds(folder.parent)}:  # a pack member
+        return int(folder.name.removeprefix("seed_"))
     file = _hydra_record(folder, "config.yaml")
     return yaml.safe_load(file.read_text()).get("seed") if file.exists() else None
 

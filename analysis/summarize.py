@@ -34,7 +34,12 @@ BASELINE = "baseline"
 
 
 def normal(value: object) -> str:
-    """One spelling per value: '1e-3', '0.001' and 0.001 are the same learning rate."""
+    """One spelling per value: '1e-3', '0.001' and 0.001 are the same learning rate; 'false'
+    (an override as typed) and False (a default from the config) are the same switch."""
+    if isinstance(value, str):
+        value = {"true": True, "false": False, "null": None}.get(value.lower(), value)  # Hydra's override grammar
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -116,15 +121,20 @@ def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", has0:
     # One value per (configuration, seed): a duplicated seed (reported above the table) counts
     # once, as its mean, in n, the means, the stds and the paired tests alike.
     per_seed = runs[runs.status == "completed"].groupby(["config", "seed"])[columns].mean()
+    completed = set(per_seed.index.get_level_values(0))
+
+    def seeds_of(label: str) -> pd.DataFrame:  # none where no run of it completed (failed, or still running)
+        return per_seed.loc[label] if label in completed else per_seed.droplevel(0).iloc[:0]
+
     rows = []
     for label, group in runs.groupby("config", sort=False):
-        ok = per_seed.loc[label] if label in per_seed.index.get_level_values(0) else per_seed.iloc[:0]
+        ok = seeds_of(label)
         row = {"config": label, "baseline": label == base_label, "n": len(ok),
                "not_completed": int((group.status != "completed").sum())}
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = ok[f"{split}_{m}"].mean(), ok[f"{split}_{m}"].std()
         if base_label is not None:
-            base = per_seed.loc[base_label][f"{split}_{metric}"]
+            base = seeds_of(base_label)[f"{split}_{metric}"]
             row["delta"], row["n_paired"], row["p_t"], row["p_wilcoxon"] = (
                 (0.0, len(base), math.nan, math.nan) if label == base_label else paired(ok[f"{split}_{metric}"], base))
         rows.append(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -36,7 +37,8 @@ def main(cfg: DictConfig) -> float:
         if hc.mode == RunMode.MULTIRUN:
             raise  # Hydra records the failed job, runs the rest, and exits non-zero at the end
         sys.exit(2)
-    return sum(r["valid"][cfg.trainer.select_metric] for r in records) / len(records)  # a pack's mean
+    values = [r["valid"][cfg.trainer.select_metric] for r in records]  # NaN was written as null
+    return sum(math.nan if v is None else v for v in values) / len(values)  # a pack's mean
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ on a composed config; ``__main__`` is the thin Hydra entry around it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import msa_ablate
 from msa_ablate.data import MOSIData
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.files import write_atomic
+from msa_ablate.identity import config_key
 from msa_ablate.metrics import SCORE_NAMES
 from msa_ablate.models.model import attention_fast_path_off
 from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
@@ -102,24 +102,6 @@ def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, st
         writer.file_writer.add_summary(summary)
     for k, v in metrics.items():
         writer.add_scalar(k, v)
-
-
-# Settings that change how a run is kept or shown, not what it computes (`seeds` lists a
-# pack's members; each member's own `seed` is in its identity).
-NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph")
-
-
-def config_key(cfg: DictConfig) -> str:
-    """A run's identity: a digest of its resolved configuration (seed included)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
-    for dotted in NOT_IN_IDENTITY:
-        *parents, leaf = dotted.split(".")
-        node = plain
-        for name in parents:
-            node = node.get(name, {})
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def completed_record(output_dir: Path, key: str) -> dict | None:

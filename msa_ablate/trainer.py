@@ -53,19 +53,20 @@ class Progress:
     seconds: float = 0.0
 
 
-def _rng_states(order_rngs: Sequence[torch.Generator]) -> dict:
+def _rng_states(order_rngs: Sequence[torch.Generator], device: torch.device) -> dict:
+    """Only the run's own GPU's state: a job may resume on another machine, or another GPU."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "order": [g.get_state() for g in order_rngs]}
 
 
-def _set_rng_states(states: dict, order_rngs: Sequence[torch.Generator]) -> None:
+def _set_rng_states(states: dict, order_rngs: Sequence[torch.Generator], device: torch.device) -> None:
     """RNG states are CPU byte tensors, also where the checkpoint was loaded onto a GPU."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"].cpu())
-    if states["cuda"]:
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+    if states["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
     for g, state in zip(order_rngs, states["order"], strict=True):
         g.set_state(state.cpu())
 
@@ -75,7 +76,7 @@ def save_checkpoint(path: Path, key: str, progress: list[Progress], pack: OneMod
     """Atomic, so a kill mid-write leaves the previous checkpoint intact."""
     payload = {"key": key, "progress": [vars(p) for p in progress], "model": pack.state(),
                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "rng": _rng_states(order_rngs)}
+               "rng": _rng_states(order_rngs, pack.parameters()[0].device)}
     write_atomic(path, lambda f: torch.save(payload, f))
 
 
@@ -93,7 +94,7 @@ def load_checkpoint(path: Path, key: str, pack: OneModel, optimizer, scheduler,
     pack.load_state(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
-    _set_rng_states(payload["rng"], order_rngs)
+    _set_rng_states(payload["rng"], order_rngs, pack.parameters()[0].device)
     log.info("%s: resuming after epoch %d", path, payload["progress"][0]["epoch"])
     return [Progress(**p) for p in payload["progress"]]
 

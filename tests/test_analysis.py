@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from analysis.report import question_3
 from analysis.runs import load_runs, newest_sweep
 from analysis.summarize import compare, main, one_factor_tables
 from tests.conftest import TINY, cli
@@ -123,6 +124,55 @@ def test_merged_sweeps_with_different_overrides(tmp_path):
     table = compare(load_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"]))
     assert list(table.index) == ["baseline", "trainer.lr=0.0001"]
     assert table.loc["baseline", "n"] == 2  # a and c are one configuration: 0.001 is the default 1e-3
+
+
+def test_settings_that_change_nothing_computed_do_not_split_a_configuration(tmp_path):
+    for seed in (1, 2):
+        write_job(tmp_path / "a" / str(seed), BASE, seed, 0.5, overrides=["trainer.log_graph=false"])
+        write_job(tmp_path / "b" / str(seed), BASE, seed, 0.5, overrides=["trainer.keep_checkpoint=true"])
+        write_job(tmp_path / "c" / str(seed), BASE, seed, 0.4, overrides=["trainer.lr=1e-4"])
+    table = compare(load_runs([tmp_path]))
+    assert list(table.index) == ["baseline", "trainer.lr=0.0001"] and table.loc["baseline", "n"] == 2
+
+
+def test_a_switch_typed_false_is_its_default_false(tmp_path):
+    """`trainer.pack_seeds=false` as typed and the config's own False are one configuration."""
+    for seed in (1, 2):
+        write_job(tmp_path / "a" / str(seed), BASE, seed, 0.5 + seed / 100, overrides=["trainer.pack_seeds=false"])
+        write_job(tmp_path / "b" / str(seed), BASE, seed, 0.4 + seed / 100, overrides=["trainer.pack_seeds=true"])
+    table = compare(load_runs([tmp_path / "a", tmp_path / "b"]))
+    assert list(table.index) == ["baseline", "trainer.pack_seeds=true"]
+    assert table.loc["trainer.pack_seeds=true", "delta"] == pytest.approx(-0.1)
+
+
+def test_a_baseline_with_no_completed_run_gives_a_table_without_deltas(sweep, capsys):
+    """The baseline's jobs failed or are still running: the other rows still show, unpaired."""
+    for folder in sweep.iterdir():
+        if folder.is_dir() and json.loads((folder / "metrics.json").read_text() if (folder / "metrics.json").exists()
+                                          else "{}").get("choices", {}).get("loss") == "mse":
+            (folder / "metrics.json").unlink()
+    table = compare(load_runs([sweep]))
+    assert table.loc["baseline", "n"] == 0 and table.loc["baseline", "not_completed"] == 5
+    assert table.loc["loss=l1", "n"] == 5 and math.isnan(table.loc["loss=l1", "delta"])
+    assert main([str(sweep), "--no-plots"]) == 0
+    assert "loss=l1" in capsys.readouterr().out
+    assert "holds no completed baseline-and-improved pair" in question_3([sweep], sweep / "plots", "Corr")
+
+
+def test_a_killed_seed_pack_shows_each_missing_member(tmp_path):
+    """seeds=[1,2] completed, then seeds=[1,2,3] killed before its new members wrote anything."""
+    job = tmp_path / "0"
+    write_job(job, BASE, 42, status=None, overrides=["trainer.pack_seeds=true"])
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 42, "seeds": [1, 2, 3], "trainer": {"pack_seeds": True}}))
+    for seed in (1, 2):
+        (job / f"seed_{seed}").mkdir()
+        (job / f"seed_{seed}" / "metrics.json").write_text(json.dumps(
+            {"status": "completed", "seed": seed, "choices": BASE, "test": {"Corr": 0.5}, "valid": {"Corr": 0.4}}))
+    runs = load_runs([tmp_path]).sort_values("seed")
+    assert runs.seed.tolist() == [1, 2, 3]
+    assert runs.status.tolist() == ["completed", "completed", "missing"]
+    assert runs.iloc[2].path.endswith("seed_3") and runs.iloc[2].encoder == "lstm"
 
 
 @pytest.mark.parametrize("fmt", ["terminal", "markdown", "latex", "csv"])
