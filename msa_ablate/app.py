@@ -189,9 +189,9 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
                      {k: round(v, 4) for k, v in result.test.items()})
         if not t.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
-    except KeyboardInterrupt:  # Ctrl-C: the events so far stay, the checkpoint lets it resume
-        for record in records:
-            record.update(status="interrupted", reason="KeyboardInterrupt")
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or a cluster's preemption (submitit exits):
+        for record in records:                     # the events so far stay, the checkpoint lets it resume
+            record.update(status="interrupted", reason=type(e).__name__)
         raise
     except BaseException as e:  # the folders must say the runs did not complete, and why
         for record in records:

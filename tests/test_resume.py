@@ -62,12 +62,14 @@ def test_keep_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint.pt").exists()
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_keeps_its_events(tmp_path, monkeypatch):
-    stop_at_epoch(monkeypatch, 2, KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(-1)], ids=["ctrl_c", "preempted"])
+def test_ctrl_c_or_preemption_marks_the_run_interrupted_and_keeps_its_events(tmp_path, monkeypatch, stop):
+    """SystemExit: how submitit's requeue on preemption stops a job."""
+    stop_at_epoch(monkeypatch, 2, stop)
+    with pytest.raises(type(stop)):
         run_tiny(tmp_path, *FAST, "trainer.epochs=2")
     record = json.loads((tmp_path / "metrics.json").read_text())
-    assert record["status"] == "interrupted"
+    assert record["status"] == "interrupted" and record["reason"] == type(stop).__name__
     assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
