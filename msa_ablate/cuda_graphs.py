@@ -20,8 +20,8 @@ mode's, from the same distribution.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
