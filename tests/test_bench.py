@@ -19,7 +19,10 @@ def test_bench_times_every_path_and_writes_json(tmp_path, capsys):
     assert pack["test_Corr"] == pytest.approx(serial["test_Corr"], abs=1e-4)  # the same runs, two ways
     assert all(r["seconds"] > 0 and r["quality_ok"] for r in table["rows"])
     assert table["rows"][0]["speedup"] == 1.0
-    assert "reference" in capsys.readouterr().out
+    fastest = min((pack, serial), key=lambda r: r["seconds_per_run"])
+    assert table["sweep"] == {"path": fastest["path"], "speedup": fastest["speedup"]}
+    out = capsys.readouterr().out
+    assert "reference" in out and f"sweep (2 seeds): fastest path {fastest['path']}" in out
 
 
 def test_bench_fails_when_quality_leaves_the_range(tmp_path):
