@@ -108,7 +108,7 @@ def read_run(folder: Path) -> dict:
         record = {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
     row.update(record.get("choices") or _choices(folder))
     row.update(_overrides(folder))
-    row["seed"] = record.get("seed", _seed(folder))
+    row["seed"] = record["seed"] if "seed" in record else _seed(folder)  # Hydra's record only where needed
     row["status"] = record.get("status", "unknown")
     row["reason"] = record.get("reason", "")
     for key in ("best_epoch", "train_seconds", "n_params", "device"):
