@@ -40,9 +40,11 @@ from torch.utils.data import DataLoader
 
 import msa_ablate
 from msa_ablate import seed_notebook
+from msa_ablate.data import Split
 from msa_ablate.data.mosi import load_mosi
 from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
-from msa_ablate.trainer import fit, resolve_device, seed_everything
+from msa_ablate.packs import OneModel
+from msa_ablate.trainer import fit, resolve_device, seed_everything, train_step
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CHECKED = ("Corr", "Non0_acc_2")
@@ -95,26 +97,22 @@ def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> t
 
 
 def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[dict[str, float]]:
-    """Where one training step of the baseline (batch 16: forward, MSE, backward, Adam) spends its
-    time: the ``top`` operators by self time, each with its share of the profiled total."""
+    """Where one training step of the baseline (the trainer's own: batch 16 gathered by index,
+    forward, MSE, backward, Adam) spends its time: the ``top`` operators by self time, each with its share of the profiled total."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = baseline_model(DIMS, seed=42).to(device)  # MOSI's dims; the step's cost does not depend on values
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = {m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}
-    labels = torch.randn(16, device=device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.mse_loss(model(batch), labels).backward()
-        optimizer.step()
+    pack = OneModel(baseline_model(DIMS, seed=42).to(device))  # MOSI's dims; the cost does not depend on values
+    optimizer = torch.optim.Adam(pack.parameters(), lr=1e-3)
+    batch = Split({m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}, torch.randn(16, device=device))
+    step, idx = train_step(pack, batch, torch.nn.MSELoss(), optimizer), torch.arange(16, device=device)[None]
+    pack.train()
 
     for _ in range(3):  # warm-up: first-call allocations and kernel selection
-        step()
+        step(idx)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            step()
+            step(idx)
     events = [e for e in prof.key_averages() if e.self_device_time_total or e.self_cpu_time_total]
     key = (lambda e: e.self_device_time_total) if device.type == "cuda" else (lambda e: e.self_cpu_time_total)
     total = sum(key(e) for e in events)
