@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from msa_ablate.identity import NOT_IN_IDENTITY
+from msa_ablate.identity import NOT_IN_IDENTITY, pack_seeds
 from msa_ablate.metrics import SCORE_NAMES
 
 # Groups that choose a configuration; `experiment` and `variant` only say how it was launched.
@@ -37,8 +37,7 @@ def _pack_seeds(job: Path) -> list[int]:
     """The seeds a job folder trains as a seed pack (trainer.pack_seeds=true), else none."""
     file = job / ".hydra" / "config.yaml"
     config = yaml.safe_load(file.read_text()) if file.exists() else None
-    packed = isinstance(config, dict) and (config.get("trainer") or {}).get("pack_seeds")
-    return list(config.get("seeds") or []) if packed else []
+    return pack_seeds(config) if isinstance(config, dict) else []
 
 
 def _hydra_record(folder: Path, name: str) -> Path:

@@ -10,10 +10,10 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from msa_ablate.app import run
-from msa_ablate.errors import ConfigError, UserError
+from msa_ablate.errors import UserError
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
@@ -27,11 +27,8 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
     try:
-        if cfg.trainer.pack_seeds and any(o.lstrip("+~").split("=")[0] == "seed" for o in hc.overrides.task):
-            raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
-                              "seed would train the same pack once per value (drop it, e.g. "
-                              "~hydra.sweeper.params.seed for a preset)")
-        records = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0)
+        overridden = {o.lstrip("+~").split("=")[0] for o in OmegaConf.to_container(hc.overrides.task)}
+        records = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0, overridden=overridden)
     except UserError as e:
         print(f"msa_ablate: error: {e}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:

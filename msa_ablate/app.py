@@ -13,12 +13,13 @@ import logging
 import math
 import traceback
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -26,10 +27,10 @@ import msa_ablate
 from msa_ablate.data import MOSIData
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.files import write_atomic
-from msa_ablate.identity import config_key
+from msa_ablate.identity import config_key, pack_seeds
 from msa_ablate.metrics import SCORE_NAMES
 from msa_ablate.models.model import attention_fast_path_off
-from msa_ablate.trainer import FitResult, fit, resolve_device, seed_everything
+from msa_ablate.trainer import FitResult, TrainingDiverged, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,18 @@ def log_hparams(writer: SummaryWriter, cfg: DictConfig, choices: Mapping[str, st
         writer.add_scalar(k, v)
 
 
+def read_record(folder: Path) -> dict:
+    """The folder's metrics.json; empty where there is none (or it is unreadable)."""
+    try:
+        record = json.loads((folder / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def completed_record(output_dir: Path, key: str) -> dict | None:
     """The folder's metrics.json if it records this very configuration as completed."""
-    try:
-        record = json.loads((output_dir / "metrics.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    record = read_record(output_dir)
     return record if record.get("status") == "completed" and record.get("config_key") == key else None
 
 
@@ -129,17 +136,49 @@ def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Pat
     return runs
 
 
-def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0) -> list[dict]:
+def record_failure(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], error: UserError) -> None:
+    """A job stopped by a bad setting before its runs were known still writes metrics.json,
+    ``failed`` with the reason, in every folder the analysis reads as one of its runs (a seed
+    pack's ``seed_N``), so it is not taken for a job killed or still running."""
+    record = {"status": "failed", "reason": f"{type(error).__name__}: {error}", "choices": dict(choices),
+              "version": msa_ablate.__version__}
+    seeds = pack_seeds(OmegaConf.to_container(cfg, resolve=False))
+    for folder in [output_dir / f"seed_{seed}" for seed in seeds] or [output_dir]:
+        if read_record(folder).get("status") == "completed":
+            continue  # a run completed there before: its result stays
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "metrics.json", record)
+
+
+def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> list[tuple[DictConfig, Path, str]]:
+    """Each run of the job with its folder and identity (config_key); a bad setting found here
+    is a ConfigError that names it, interpolations included."""
+    if cfg.trainer.pack_seeds and "seed" in overridden:
+        raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
+                          "seed would train the same pack once per value (drop it, e.g. "
+                          "~hydra.sweeper.params.seed for a preset)")
+    try:
+        return [(member, folder, config_key(member)) for member, folder in member_runs(cfg, output_dir)]
+    except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist
+        raise ConfigError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
+
+
+def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
+        overridden: Collection[str] = ()) -> list[dict]:
     """Train one configuration (or a seed pack of it); returns (and writes) the metrics.json
     payload of each run.
 
     Exactly once: a folder that already holds its configuration's completed metrics.json
     is kept as it is (unless ``resume=false``), and a job killed mid-way continues from
     its last epoch's checkpoint. ``job_num`` (the job's number in a sweep) picks the GPU
-    under ``trainer.device=auto``."""
+    under ``trainer.device=auto``; ``overridden``: the keys its command line sets."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs = job_runs(cfg, output_dir, overridden)
+    except UserError as e:
+        record_failure(cfg, output_dir, choices, e)
+        raise
     resume = cfg.get("resume", True)
-    runs = [(member, folder, config_key(member)) for member, folder in member_runs(cfg, output_dir)]
     done = {folder: rec for _, folder, key in runs if resume and (rec := completed_record(folder, key))}
     for folder in done:
         log.info("%s: already completed, skipped (resume=false runs it again)", folder)
@@ -151,7 +190,7 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
         checkpoint.unlink(missing_ok=True)
     records = [{"seed": member.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
                for member, _, key in todo]
-    writers = []
+    writers, diverged = [], []
     try:
         check_settings(cfg)
         device = resolve_device(cfg.trainer.device, job_num)
@@ -178,6 +217,10 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
                       cuda_graph=t.cuda_graph)
         example = {m: x[:2] for m, x in data.splits["valid"].features.items()}
         for (member, _, _), model, writer, record, result in zip(todo, models, writers, records, results):
+            if result.diverged:  # a pack member; the others completed
+                record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)
+                diverged.append(f"seed {member.seed}: {result.diverged}")
+                continue
             if t.log_graph:
                 log_graph(writer, model, example)
             log_hparams(writer, member, choices, result)
@@ -205,4 +248,6 @@ def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: 
         for record, (_, folder, _) in zip(records, todo):
             folder.mkdir(exist_ok=True)
             write_json_atomic(folder / "metrics.json", record)
+    if diverged:  # the job fails (a sweep reports it at the end); its completed members are kept
+        raise TrainingDiverged("; ".join(diverged))
     return [*done.values(), *records]

@@ -1,4 +1,4 @@
-"""A run's identity: what it computes, not how it is kept or shown.
+"""A run's identity (what it computes, not how it is kept or shown), and its folder.
 
 The app skips a job whose folder already holds its identity's completed metrics.json, and
 goes on from a checkpoint of the same identity; the analysis counts runs that differ only
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,3 +29,13 @@ def config_key(cfg: DictConfig) -> str:
             node = node.get(name, {})
         node.pop(leaf, None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def pack_seeds(config: Mapping) -> list[int]:
+    """The seeds a job trains as a seed pack (``trainer.pack_seeds``), each one run with its
+    own ``seed_N`` folder in the job's; none where the job is one run. ``config``: the job's
+    config as plain containers, as Hydra saves it (unresolved)."""
+    seeds = config.get("seeds")
+    if not (config.get("trainer") or {}).get("pack_seeds") or not isinstance(seeds, list):
+        return []
+    return [s for s in seeds if isinstance(s, int) and not isinstance(s, bool)]

@@ -51,6 +51,7 @@ class Progress:
     best_valid: dict[str, float] = field(default_factory=dict)
     best_state: dict[str, torch.Tensor] | None = None
     seconds: float = 0.0
+    diverged: str = ""  # where its training loss became non-finite; a pack trains its other members on
 
 
 def _rng_states(order_rngs: Sequence[torch.Generator], device: torch.device) -> dict:
@@ -106,6 +107,7 @@ class FitResult:
     test: dict[str, float]  # of the best state; empty where the test split was not evaluated
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     train_seconds: float = 0.0
+    diverged: str = ""  # a pack member whose loss became non-finite: no result (its pack's others have theirs)
 
 
 def seed_everything(seed: int) -> None:
@@ -253,12 +255,21 @@ def fit(
         step_losses = torch.stack(losses).cpu()  # (steps, K): one host sync per epoch, not per step
         if cuda_graph:  # the learning rates are device tensors: one copy to the host, not one per step
             lrs = torch.stack(lrs).tolist()
-        if not torch.isfinite(step_losses).all():
-            step, k = (int(i) for i in (~torch.isfinite(step_losses)).nonzero()[0])
-            which = f" (seed {seeds[k]})" if len(seeds) > 1 else ""
-            raise TrainingDiverged(f"non-finite training loss at epoch {epoch}, step {step + 1}{which}")
+        for k, p in enumerate(progress):
+            bad = (~torch.isfinite(step_losses[:, k])).nonzero()
+            if len(bad) and not p.diverged:
+                # A member's NaN stays in its own slices of the stacked parameters and Adam state
+                # (members share none, and nothing mixes them), so the others train on unchanged.
+                p.diverged = f"non-finite training loss at epoch {epoch}, step {int(bad[0]) + 1}"
+                log.warning("%s%s", f"seed {seeds[k]}: " if len(seeds) > 1 else "", p.diverged)
+        if all(p.diverged for p in progress):
+            raise TrainingDiverged("; ".join(f"seed {s}: {p.diverged}" if len(seeds) > 1 else p.diverged
+                                             for s, p in zip(seeds, progress)))
 
         for k, (p, scores) in enumerate(zip(progress, evaluate(pack, valid, loss_fn, eval_batch_size))):
+            p.epoch = epoch
+            if p.diverged:
+                continue
             p.history.append({"epoch": epoch, "train_loss": float(step_losses[:, k].mean()),
                               **{f"valid_{name}": v for name, v in scores.items()}})
             if is_better(select_metric, scores[select_metric], p.best_score):
@@ -269,7 +280,6 @@ def fit(
                      scores["loss"], scores["Corr"], "  *" if p.best_epoch == epoch else "")
             if writers[k] is not None:
                 log_epoch(writers[k], epoch, steps_per_epoch, step_losses[:, k].tolist(), lrs, p, scores)
-            p.epoch = epoch
         elapsed = time.perf_counter() - start  # validation included; a pack's members share it
         for p in progress:
             p.seconds += elapsed
@@ -277,6 +287,8 @@ def fit(
             save_checkpoint(checkpoint, checkpoint_key, progress, pack, optimizer, scheduler, order_rngs)
 
     for k, p in enumerate(progress):
+        if p.diverged:
+            continue
         if p.best_state is None:  # every epoch's metric was NaN (e.g. constant predictions): keep the last
             p.best_epoch = p.epoch
             p.best_valid = {name.removeprefix("valid_"): v for name, v in p.history[-1].items()
@@ -287,4 +299,5 @@ def fit(
     if len(models) > 1:  # hand each member's best state back to its own module
         for k, model in enumerate(models):
             model.load_state_dict(pack.member_state(k))
-    return [FitResult(p.best_epoch, p.best_valid, test, p.history, p.seconds) for p, test in zip(progress, tests)]
+    return [FitResult(p.best_epoch, p.best_valid, {} if p.diverged else test, p.history, p.seconds, p.diverged)
+            for p, test in zip(progress, tests)]

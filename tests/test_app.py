@@ -90,6 +90,7 @@ def test_real_pickle_through_data_mosi(tmp_path, mult_pickle):
     (["data.scale=1.5"], "data.scale"),
     (["data=mosi"], "data.path"),
     (["data.scale=0.05", "trainer.lr=abc"], "trainer.lr"),
+    (["data.scale=0.05", "trainer.lr=${nope}"], "trainer.lr"),  # an interpolation to no key
     (["data.scale=0.05", "seed=-1"], "seed=-1"),
     (["data.scale=0.05", "data.seed=-1"], "data.seed"),
     (["data.scale=0.05", "trainer.device=gpu"], "trainer.device=gpu"),

@@ -10,7 +10,7 @@ from torch import nn
 from analysis.runs import load_runs
 from msa_ablate.data.synthetic import make_synthetic_mosi
 from msa_ablate.packs import SeedPack, unrolled
-from msa_ablate.trainer import fit, seed_everything
+from msa_ablate.trainer import TrainingDiverged, fit, seed_everything
 from tests.conftest import ScalarRecorder, cli, compose_config, run_tiny, run_tiny_records
 
 FAST = ["trainer.log_graph=false"]
@@ -118,6 +118,9 @@ def test_a_swept_seed_with_packs_is_refused(tmp_path):
                cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "msa_ablate: error: seed: trainer.pack_seeds=true" in proc.stderr
+    runs = load_runs([tmp_path / "run"])  # every member the analysis expects says why it did not run
+    assert sorted(runs.seed) == [1, 2, 3, 4, 5] and set(runs.status) == {"failed"}
+    assert runs.reason.str.contains("ConfigError: seed: trainer.pack_seeds=true").all()
 
 
 @pytest.mark.parametrize("seeds", ["[]", "[1,1]", "[-1]", "7"])
@@ -126,3 +129,50 @@ def test_bad_seed_lists_are_refused(tmp_path, seeds):
                cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "msa_ablate: error: seeds=" in proc.stderr
+    runs = load_runs([tmp_path / "run"])  # failed, not taken for a job killed or still running
+    assert len(runs) >= 1 and set(runs.status) == {"failed"} and runs.reason.str.contains("seeds=").all()
+
+
+def poisoned(k: int):
+    """fit, with member k's output bias NaN: its loss is non-finite from the first step."""
+    def fit_with_a_nan_member(models, *args, **kwargs):
+        with torch.no_grad():
+            models[k].head.fc.bias.fill_(float("nan"))
+        return fit(models, *args, **kwargs)
+    return fit_with_a_nan_member
+
+
+def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
+    """A member's NaN stays in its own parameters and Adam state: the others end as they would alone."""
+    data = make_synthetic_mosi(scale=0.1)
+    models = []
+    for seed in (3, 7):
+        seed_everything(seed)
+        models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
+    packed = poisoned(1)(models, data, torch.nn.MSELoss(), seeds=[3, 7], epochs=2, batch_size=16, lr=1e-3)
+    [alone], _, _ = train_members([3], data)
+    assert packed[1].diverged == "non-finite training loss at epoch 1, step 1" and packed[1].test == {}
+    assert not packed[0].diverged and packed[0].best_epoch == alone.best_epoch
+    assert packed[0].test == pytest.approx(alone.test, rel=1e-4, abs=1e-5)
+
+
+def test_a_job_with_a_diverged_member_fails_keeps_the_others_and_retrains_only_it(tmp_path, monkeypatch):
+    import msa_ablate.app
+    monkeypatch.setattr(msa_ablate.app, "fit", poisoned(1))
+    with pytest.raises(TrainingDiverged, match="seed 2: non-finite training loss at epoch 1, step 1"):
+        run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    first = json.loads((tmp_path / "seed_1" / "metrics.json").read_text())
+    failed = json.loads((tmp_path / "seed_2" / "metrics.json").read_text())
+    assert first["status"] == "completed" and first["test"]
+    assert failed["status"] == "failed" and failed["reason"].startswith("TrainingDiverged: non-finite")
+    monkeypatch.setattr(msa_ablate.app, "fit", fit)  # relaunched, nothing poisoned
+    records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    assert records[0] == first and records[1]["status"] == "completed" and records[1]["pack_size"] == 1
+
+
+def test_a_pack_whose_members_all_diverge_fails():
+    data = make_synthetic_mosi(scale=0.05)
+    models = [instantiate(compose_config().model, _partial_=True)(input_dims=data.dims) for _ in range(2)]
+    with pytest.raises(TrainingDiverged, match="seed 1: .*epoch 1, step 1; seed 2: .*epoch 1, step 1"):
+        fit(models, data, lambda p, y: (p - y).pow(2).mean() * float("inf"), seeds=[1, 2], epochs=2,
+            batch_size=16, lr=1e-3)
