@@ -153,14 +153,14 @@ def record_failure(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]
 def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> list[tuple[DictConfig, Path, str]]:
     """Each run of the job with its folder and identity (config_key); a bad setting found here
     is a ConfigError that names it, interpolations included."""
-    if cfg.trainer.pack_seeds and "seed" in overridden:
-        raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
-                          "seed would train the same pack once per value (drop it, e.g. "
-                          "~hydra.sweeper.params.seed for a preset)")
     try:
+        if cfg.trainer.pack_seeds and "seed" in overridden:
+            raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
+                              "seed would train the same pack once per value (drop it, e.g. "
+                              "~hydra.sweeper.params.seed for a preset)")
         return [(member, folder, config_key(member)) for member, folder in member_runs(cfg, output_dir)]
     except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist
-        raise ConfigError(f"{e.full_key}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{getattr(e, 'full_key', None) or 'config'}: {str(e).splitlines()[0]}") from None
 
 
 def run(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
