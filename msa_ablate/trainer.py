@@ -235,6 +235,7 @@ def fit(
     progress = (load_checkpoint(checkpoint, checkpoint_key, pack, optimizer, scheduler, order_rngs)
                 if checkpoint is not None else [Progress() for _ in seeds])
     step = train_step(pack, train, loss_fn, optimizer)
+    who = [f"seed {seed}: " if len(seeds) > 1 else "" for seed in seeds]  # a pack's log lines name the member
     if cuda_graph and progress[0].epoch < epochs:
         start = time.perf_counter()
         pack.train()  # captured with dropout on
@@ -261,10 +262,9 @@ def fit(
                 # A member's NaN stays in its own slices of the stacked parameters and Adam state
                 # (members share none, and nothing mixes them), so the others train on unchanged.
                 p.diverged = f"non-finite training loss at epoch {epoch}, step {int(bad[0]) + 1}"
-                log.warning("%s%s", f"seed {seeds[k]}: " if len(seeds) > 1 else "", p.diverged)
+                log.warning("%s%s", who[k], p.diverged)
         if all(p.diverged for p in progress):
-            raise TrainingDiverged("; ".join(f"seed {s}: {p.diverged}" if len(seeds) > 1 else p.diverged
-                                             for s, p in zip(seeds, progress)))
+            raise TrainingDiverged("; ".join(who[k] + p.diverged for k, p in enumerate(progress)))
 
         for k, (p, scores) in enumerate(zip(progress, evaluate(pack, valid, loss_fn, eval_batch_size))):
             p.epoch = epoch
@@ -276,7 +276,7 @@ def fit(
                 p.best_score, p.best_epoch, p.best_valid = scores[select_metric], epoch, scores
                 p.best_state = pack.member_state(k)
             log.info("%sepoch %d/%d  train loss %.4f  valid loss %.4f  valid Corr %.4f%s",
-                     f"seed {seeds[k]}: " if len(seeds) > 1 else "", epoch, epochs, p.history[-1]["train_loss"],
+                     who[k], epoch, epochs, p.history[-1]["train_loss"],
                      scores["loss"], scores["Corr"], "  *" if p.best_epoch == epoch else "")
             if writers[k] is not None:
                 log_epoch(writers[k], epoch, steps_per_epoch, step_losses[:, k].tolist(), lrs, p, scores)
