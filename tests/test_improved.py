@@ -30,8 +30,9 @@ def scramble_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def test_preset_composes_to_the_new_options_and_trains(tmp_path):
     choices = compose_config("+preset=improved").hydra.runtime.choices
     assert {g: choices[g] for g in IMPROVED} == IMPROVED
-    assert OmegaConf.to_container(compose_config("+preset=improved").model.input_dropout) == {
-        "text": 0.7, "audio": 0.5, "vision": 0.5}
+    model = OmegaConf.to_container(compose_config("+preset=improved").model)
+    assert model["input_dropout"] == {"text": 0.7, "audio": 0.5, "vision": 0.5}
+    assert model["input_rank"] == {"text": 30}
     record = run_tiny(tmp_path, "+preset=improved", "trainer.log_graph=false")
     assert record["status"] == "completed"
     assert all(v is None or v == v for v in record["test"].values())
@@ -95,10 +96,14 @@ def test_the_convolution_lets_a_step_see_its_left_neighbour_in_the_backward_dire
         ConvBiRNNEncoder(4, kernel=4)
 
 
-def build_with_input_dropout(rate) -> MultimodalSentimentModel:
+def build_with(**options) -> MultimodalSentimentModel:
     return MultimodalSentimentModel({"text": 6, "audio": 4, "vision": 3}, ALL, lambda d: BiRNNEncoder(d),
                                     lambda dim, modalities: TextCentredFusion(dim, modalities, heads=2),
-                                    lambda d: MLPHead(d), hidden=8, input_dropout=rate)
+                                    lambda d: MLPHead(d), hidden=8, **options)
+
+
+def build_with_input_dropout(rate) -> MultimodalSentimentModel:
+    return build_with(input_dropout=rate)
 
 
 def test_input_dropout_per_modality():
@@ -113,3 +118,28 @@ def test_input_dropout_per_modality():
 def test_bad_input_dropout_names_the_key(rate):
     with pytest.raises(ConfigError, match="model.input_dropout"):
         build_with_input_dropout(rate)
+
+
+def projection_params(model: MultimodalSentimentModel) -> dict[str, int]:
+    return {m: sum(p.numel() for p in b.proj.parameters()) for m, b in model.branches.items()}
+
+
+def test_input_rank_factors_the_projection_through_that_many_dims():
+    full = projection_params(build_with())
+    assert full == {"text": 6 * 8 + 8, "vision": 3 * 8 + 8, "audio": 4 * 8 + 8}
+    assert projection_params(build_with(input_rank={"text": 2})) == {**full, "text": 6 * 2 + 2 * 8 + 8}
+    assert set(projection_params(build_with(input_rank=2)).values()) == {6 * 2 + 24, 3 * 2 + 24, 4 * 2 + 24}
+    x, mask = front_padded(dim=6)
+    features = {"text": x, "audio": x[..., :4], "vision": x[..., :3]}
+    low_rank = build_with(input_rank={"text": 2}).eval()
+    assert torch.isfinite(low_rank(features)).all()
+    # the text's step vectors reach its encoder through 2 dims: rank 2 at every step
+    text = low_rank.branches["text"]
+    projected = text.proj(text.norm(x[mask])) - text.proj[1].bias
+    assert torch.linalg.matrix_rank(projected) == 2
+
+
+@pytest.mark.parametrize("rank", [{"txt": 4}, {"text": 0}, -1, 2.5, {"text": True}])
+def test_bad_input_rank_names_the_key(rank):
+    with pytest.raises(ConfigError, match="model.input_rank"):
+        build_with(input_rank=rank)
