@@ -114,7 +114,7 @@ def test_input_dropout_per_modality():
     assert {getattr(b.input_dropout, "p", 0.0) for b in build_with_input_dropout(0.3).branches.values()} == {0.3}
 
 
-@pytest.mark.parametrize("rate", [{"txt": 0.5}, {"text": 1.0}, -0.1, {"text": True}])
+@pytest.mark.parametrize("rate", [{"txt": 0.5}, {"text": 1.0}, -0.1, {"text": True}, {"text": None}])
 def test_bad_input_dropout_names_the_key(rate):
     with pytest.raises(ConfigError, match="model.input_dropout"):
         build_with_input_dropout(rate)

@@ -52,17 +52,17 @@ def content_mask(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 
 def per_modality(key: str, value: object, input_dims: Mapping[str, int], allowed: Callable[[object], bool],
-                 expected: str) -> dict[str, object]:
-    """``model.<key>``: one value for every modality, or a value per modality (absent: None)."""
+                 expected: str, absent: object) -> dict[str, object]:
+    """``model.<key>``: one value for every modality, or a value per modality (``absent`` where none)."""
     values = dict(value) if isinstance(value, Mapping) else {m: value for m in input_dims}
     for m, v in values.items():
         if m not in input_dims or not allowed(v):
             raise ConfigError(f"model.{key}: {m}={v!r}: must be a modality of {sorted(input_dims)} with {expected}")
-    return {m: values.get(m) for m in input_dims}
+    return {m: values.get(m, absent) for m in input_dims}
 
 
 def is_rate(v: object) -> bool:
-    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
 
 
 def is_rank(v: object) -> bool:
@@ -89,10 +89,10 @@ class MultimodalSentimentModel(nn.Module):
         if unknown or not modalities or len(set(modalities)) != len(modalities):
             raise ConfigError(f"modalities {list(modalities)}: distinct names, each one of {sorted(input_dims)}")
         self.modalities = list(modalities)
-        dropout = per_modality("input_dropout", input_dropout, input_dims, is_rate, "a rate in [0, 1)")
-        rank = per_modality("input_rank", input_rank, input_dims, is_rank, "a positive integer rank, or null")
+        dropout = per_modality("input_dropout", input_dropout, input_dims, is_rate, "a rate in [0, 1)", 0.0)
+        rank = per_modality("input_rank", input_rank, input_dims, is_rank, "a positive integer rank, or null", None)
         self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoder(hidden), layernorm,
-                                                         dropout[m] or 0.0, rank[m]) for m in self.modalities})
+                                                         dropout[m], rank[m]) for m in self.modalities})
         self.fusion = fusion(dim=hidden, modalities=self.modalities)
         if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality
             self.head = nn.ModuleDict({m: head(self.fusion.out_dim) for m in self.modalities})
