@@ -15,16 +15,20 @@ import pandas as pd
 
 from analysis.plots import bar_chart, curves_chart, loss_curves
 from analysis.runs import load_runs, resolved_config
-from analysis.summarize import ALPHA, BASELINE, compare, one_factor_tables, read_folders, render, with_labels
+from analysis.summarize import (
+    ALPHA,
+    BASELINE,
+    compare,
+    default_value,
+    one_factor_tables,
+    read_folders,
+    render,
+    with_labels,
+)
 from msa_ablate.metrics import SCORE_NAMES
 
-QUESTIONS = {
-    "encoder": ("2.1", "Encoder: LSTM against a Transformer (with positional encoding), a GRU and a plain mean"),
-    "layernorm": ("2.2", "The input LayerNorm"),
-    "modalities": ("2.3", "Modalities: text, vision, audio alone and in pairs against all three"),
-    "loss": ("2.4", "Loss: MSE against MAE (L1) and Huber (smooth L1)"),
-    "fusion": ("2.5", "Fusion: sum + LSTM against concatenation, attention, tensor and late fusion"),
-}
+# The handout's questions 2.1-2.5, one config group each; their options come from the runs.
+QUESTIONS = {"encoder": "2.1", "layernorm": "2.2", "modalities": "2.3", "loss": "2.4", "fusion": "2.5"}
 
 
 Q3_METRICS = ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE")
@@ -84,7 +88,7 @@ def question_1(runs: pd.DataFrame, plots: Path) -> str:
 
 def settings_changed(labelled: pd.DataFrame, label: str) -> str:
     """Every config value of ``label``'s runs that the baseline's runs do not share, beyond the
-    group choices the label already names: what a variant sets besides them (model.input_dropout)."""
+    group choices the label already names: what a preset sets besides them (model.input_dropout)."""
     first = {c: resolved_config(labelled[labelled.config == c].path.iloc[0]) for c in (label, BASELINE)}
     named = tuple(f"{choice.split('=')[0]}." for choice in label.split())
     changed = {k: v for k, v in first[label].items()
@@ -137,12 +141,14 @@ def report(folders: list[Path], out: Path, metric: str = "Corr", improved: list[
         question_1(runs, plots),
     ]
     tables = one_factor_tables(runs, metric=metric)
-    for factor, (number, title) in QUESTIONS.items():
-        parts += ["", f"## {number}. {title}", ""]
+    for factor, number in QUESTIONS.items():
         if factor not in tables:
-            parts.append("Not in these sweeps.")
+            parts += ["", f"## {number}. {factor.capitalize()}", "", "Not in these sweeps."]
             continue
         table = tables[factor]
+        options = [label.partition("=")[2] for label in table.index if label != BASELINE]
+        parts += ["", f"## {number}. {factor.capitalize()}: the handout's {default_value(factor)} against "
+                  f"{', '.join(sorted(options))}", ""]
         chart = bar_chart(table, metric, factor, plots / f"q{number}_{factor}_{metric}.png")
         parts += [render(table, metric, "markdown"), "", f"![{factor}]({chart.relative_to(out)})", "",
                   verdict(table, metric)]

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from msa_ablate.identity import NOT_IN_IDENTITY, pack_seeds
 from msa_ablate.metrics import SCORE_NAMES
+from msa_ablate.records import NOT_IN_IDENTITY, pack_seeds
 
-# Groups that choose a configuration; `experiment` and `variant` only say how it was launched.
-META_GROUPS = ("experiment", "variant")
+# Groups that only say how a run was launched, not what it computes.
+META_GROUPS = ("experiment", "hparams_search")
 
 
 def job_folders(root: Path) -> list[Path]:

@@ -51,6 +51,8 @@ def normal(value: object) -> str:
 def _default_config():
     from hydra import compose, initialize_config_dir
 
+    import msa_ablate.config  # noqa: F401  (the schemas the configs name)
+
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", return_hydra_config=True)
 
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))  # one line, exit 2
     if args.split == "test" and runs["test_Corr"].isna().all() and runs["valid_Corr"].notna().any():
         parser.error("these runs never read the test split (trainer.evaluate_test=false, as in "
-                     "+hparams_search=optuna): use --split valid")
+                     "hparams_search=optuna): use --split valid")
     kw = {"metric": args.metric, "split": args.split, "has0": args.has0}
     out = args.out or folders[0]
     out.mkdir(parents=True, exist_ok=True)

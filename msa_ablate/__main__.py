@@ -12,31 +12,38 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from msa_ablate.app import run
+import msa_ablate.config  # noqa: F401  (registers the config schemas with Hydra)
 from msa_ablate.errors import UserError
+from msa_ablate.hydra_errors import one_line_errors
+from msa_ablate.jobs import run_job
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the checkout's (the install is editable)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     """Returns the best validation value of ``trainer.select_metric`` (a pack's mean over its
     seeds), for sweepers to optimise."""
     hc = HydraConfig.get()
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and v is not None}
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith(("hydra", "schema")) and v is not None}
     try:
         overridden = {o.lstrip("+~").split("=")[0] for o in OmegaConf.to_container(hc.overrides.task)}
-        records = run(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0, overridden=overridden)
+        records = run_job(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0,
+                          overridden=overridden)
     except UserError as e:
-        print(f"msa_ablate: error: {e}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job, runs the rest, and exits non-zero at the end
+            raise  # the sweeper records the failed job, runs the rest, and names it at the end
+        print(f"msa_ablate: error: {e}", file=sys.stderr)
         sys.exit(2)
     values = [r["valid"][cfg.trainer.select_metric] for r in records]  # NaN was written as null
     return sum(math.nan if v is None else v for v in values) / len(values)  # a pack's mean
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -3,7 +3,7 @@
 Three paths, in one process, on one device, on the full-size synthetic data, the baseline
 model and recipe (batch 16, Adam 1e-3, cosine per step):
 
-- ``reference``: the handout's own loop (msa_ablate.seed_notebook: a Dataset building
+- ``reference``: the handout's own loop (msa_ablate.handout: a Dataset building
   per-sample tensors, a DataLoader, eager steps), the yardstick;
 - ``run``: the project's trainer, one seed (data held on the device, batches by index);
 - ``pack``: K seeds trained together as a seed pack (one stacked model, msa_ablate.packs);
@@ -39,12 +39,15 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 import msa_ablate
-from msa_ablate import seed_notebook
+from msa_ablate import handout
+from msa_ablate.config import TrainerConfig
+from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data import Split
 from msa_ablate.data.mosi import load_mosi
 from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
-from msa_ablate.packs import OneModel
-from msa_ablate.trainer import fit, resolve_device, seed_everything, train_step
+from msa_ablate.jobs import resolve_device
+from msa_ablate.packs import fit_pack
+from msa_ablate.train import fit, seed_everything, train_step
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CHECKED = ("Corr", "Non0_acc_2")
@@ -59,25 +62,26 @@ def baseline_model(dims: dict[str, int], seed: int) -> torch.nn.Module:
 
 def reference(path: Path, device: torch.device, epochs: int, seed: int) -> list[dict[str, float]]:
     seed_everything(seed)
-    model = seed_notebook.MultimodalSentimentAnalysisModel()
-    loaders = {s: DataLoader(seed_notebook.MOSIDataset(path, s), batch_size=16, shuffle=s == "train")
+    model = handout.MultimodalSentimentAnalysisModel()
+    loaders = {s: DataLoader(handout.MOSIDataset(path, s), batch_size=16, shuffle=s == "train")
                for s in ("train", "valid", "test")}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders["train"]))
     criterion = torch.nn.MSELoss()
-    best_state, _ = seed_notebook.train_model(model, loaders["train"], loaders["valid"], criterion, optimizer,
+    best_state, _ = handout.train_model(model, loaders["train"], loaders["valid"], criterion, optimizer,
                                               scheduler, device, epochs)
     model.load_state_dict(best_state)
-    return [seed_notebook.validate_model(model, loaders["test"], criterion, device)]
+    return [handout.validate_model(model, loaders["test"], criterion, device)]
 
 
 def project(path: Path, device: torch.device, epochs: int, seeds: list[int],
             cuda_graph: bool = False) -> list[dict[str, float]]:
     data = load_mosi(str(path)).to(device)
     models = [baseline_model(data.dims, seed).to(device) for seed in seeds]
-    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3,
-                  cuda_graph=cuda_graph)
-    return [r.test for r in results]
+    recipe, callbacks = TrainerConfig(epochs=epochs), [CudaGraph()] if cuda_graph else []
+    if len(seeds) == 1:
+        return [fit(models[0], data, torch.nn.MSELoss(), recipe, seed=seeds[0], callbacks=callbacks).test]
+    return [r.test for r in fit_pack(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, callbacks=callbacks)]
 
 
 def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> tuple[float, list[dict], float]:
@@ -101,11 +105,11 @@ def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[di
     forward, MSE, backward, Adam) spends its time: the ``top`` operators by self time, each with its share of the profiled total."""
     from torch.profiler import ProfilerActivity, profile
 
-    pack = OneModel(baseline_model(DIMS, seed=42).to(device))  # MOSI's dims; the cost does not depend on values
-    optimizer = torch.optim.Adam(pack.parameters(), lr=1e-3)
+    model = baseline_model(DIMS, seed=42).to(device)  # MOSI's dims; the cost does not depend on values
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = Split({m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}, torch.randn(16, device=device))
-    step, idx = train_step(pack, batch, torch.nn.MSELoss(), optimizer), torch.arange(16, device=device)[None]
-    pack.train()
+    step, idx = train_step(model, batch, torch.nn.MSELoss(), optimizer), torch.arange(16, device=device)
+    model.train()
 
     for _ in range(3):  # warm-up: first-call allocations and kernel selection
         step(idx)

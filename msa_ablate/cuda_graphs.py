@@ -1,19 +1,19 @@
 """The training step replayed from CUDA graphs (``trainer.cuda_graph=true``; CUDA only).
 
-On a GPU the baseline's step is a few hundred small kernels. Launched one by one from Python
-it takes about 6.6 ms, bound by launch overhead; captured in a CUDA graph, 1.56 ms
-(REFERENCE.md). The whole step is captured: gathering the batch by index from the data held
-on the device, forward, loss, backward and Adam. There is one graph per batch shape (the full
-batch and the ragged last one, so the recipe stays the seed's), and each replay gets new indices.
+On a GPU the baseline's step is a few hundred small kernels, bound by launch overhead when
+launched one by one from Python; captured in a CUDA graph, they are launched as one. The whole
+step is captured: gathering the batch by index from the data held on the device, forward, loss,
+backward and Adam. There is one graph per batch shape (the full batch and the ragged last one,
+so the recipe stays the handout's), and each replay gets new indices.
 
 What capture needs, and where it comes from:
 - static inputs: each step's indices are copied into a fixed tensor before the replay;
-- an optimiser that works inside a graph: the trainer builds Adam with ``capturable=True`` and its
-  learning rate as a device tensor, which the cosine scheduler updates in place between replays;
+- an optimiser that works inside a graph: Adam with ``capturable=True`` and its learning rate as a
+  device tensor, which the cosine scheduler updates in place between replays;
 - optimiser state that exists before capture (made during capture, its zero-fill would be
   replayed every step): warm-up steps on a side stream create it, then the weights, the
   optimiser state and the CUDA RNG are put back, so training starts where the eager run would;
-- no host sync inside the step (the trainer reads the losses once per epoch).
+- no host sync inside the step (the trainers read the losses once per epoch).
 Dropout inside a graph draws from CUDA's graph-safe Philox stream: other masks than eager
 mode's, from the same distribution.
 """
@@ -25,21 +25,24 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
+from torch.torch_version import TorchVersion
 
-from msa_ablate.packs import OneModel
+from msa_ablate.errors import ConfigError
+from msa_ablate.train import Callback, Training
 
 
 @contextmanager
-def rewound(pack: OneModel, optimizer: torch.optim.Optimizer, device: torch.device) -> Iterator[None]:
+def rewound(model, optimizer: torch.optim.Optimizer, device: torch.device) -> Iterator[None]:
     """Steps taken inside leave no trace: the weights, the optimiser's state (Adam's, which starts
-    as zeros) and the device's RNG are put back as they were on entry."""
-    weights = {name: t.clone() for name, t in pack.state().items()}
-    moments = [{k: v.clone() for k, v in optimizer.state[p].items()} for p in pack.parameters()]
+    as zeros) and the device's RNG are put back as they were on entry. ``model``: an nn.Module
+    or a seed pack."""
+    weights = {name: t.clone() for name, t in model.state_dict().items()}
+    moments = [{k: v.clone() for k, v in optimizer.state[p].items()} for p in model.parameters()]
     rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
     yield
-    pack.load_state(weights)
+    model.load_state_dict(weights)
     with torch.no_grad():
-        for p, saved in zip(pack.parameters(), moments, strict=True):
+        for p, saved in zip(model.parameters(), moments, strict=True):
             for k, v in optimizer.state[p].items():
                 if saved:  # resumed from a checkpoint
                     v.copy_(saved[k])
@@ -51,12 +54,21 @@ def rewound(pack: OneModel, optimizer: torch.optim.Optimizer, device: torch.devi
         torch.set_rng_state(rng)
 
 
-class GraphedStep:
-    """``step(idx) -> member losses``, replayed from one CUDA graph per shape of ``idx``."""
+def capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Adam as a graph can replay it: its state on the device, the learning rate a device tensor
+    (the scheduler fills it in place between replays)."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(group["lr"], device=device)
 
-    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], shapes: Iterable[tuple[int, int]],
-                 pack: OneModel, optimizer: torch.optim.Optimizer, warmup_steps: int = 3) -> None:
-        device = pack.parameters()[0].device
+
+class GraphedStep:
+    """``step(idx) -> loss(es)``, replayed from one CUDA graph per shape of ``idx``."""
+
+    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], shapes: Iterable[tuple[int, ...]],
+                 model, optimizer: torch.optim.Optimizer, warmup_steps: int = 3) -> None:
+        device = next(iter(model.parameters())).device
         self.idx = {shape: torch.zeros(shape, dtype=torch.long, device=device) for shape in shapes}
         self.graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
         self.losses: dict[tuple[int, ...], torch.Tensor] = {}
@@ -64,7 +76,7 @@ class GraphedStep:
         # current (a sweep's job N trains on cuda:N mod the GPU count).
         with torch.cuda.device(device):
             side = torch.cuda.Stream(device)  # warm-up and capture off the default stream, as capture requires
-            with rewound(pack, optimizer, device), warnings.catch_warnings():
+            with rewound(model, optimizer, device), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*capturable.*")  # "running without capture": it is warm-up
                 side.wait_stream(torch.cuda.current_stream(device))
                 with torch.cuda.stream(side):
@@ -82,3 +94,19 @@ class GraphedStep:
         self.idx[shape].copy_(idx)
         self.graphs[shape].replay()
         return self.losses[shape].clone()  # the next replay overwrites the static output
+
+
+class CudaGraph(Callback):
+    """Replaces the trainer's step by its graphed twin (after a checkpoint, if any, was loaded)."""
+
+    def on_fit_start(self, training: Training) -> None:
+        device = next(iter(training.model.parameters())).device
+        if TorchVersion(torch.__version__) < "2.10":
+            # older schedulers replace (<2.4) or host-sync (<2.5) a tensor learning rate, and
+            # get_last_lr returned the live tensor (<2.10), not a copy
+            raise ConfigError(f"trainer.cuda_graph=true needs torch>=2.10; this is {torch.__version__}")
+        if device.type != "cuda":
+            raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device; this run's is {device}")
+        capturable(training.optimizer, device)
+        training.model.train()  # captured with dropout on
+        training.step = GraphedStep(training.step, training.batch_shapes, training.model, training.optimizer)

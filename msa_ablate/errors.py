@@ -1,4 +1,11 @@
-"""Errors that are the user's to fix: the entry point prints them as one line and exits 2."""
+"""Errors that are the user's to fix (the entry point prints them as one line and exits 2),
+and the checks of single values that raise them."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Collection, Iterable
 
 
 class UserError(ValueError):
@@ -11,3 +18,44 @@ class DataError(UserError):
 
 class ConfigError(UserError):
     """A setting or a combination of options that cannot run."""
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(key: str, value: object) -> int:
+    if not is_int(value) or value <= 0:
+        raise ConfigError(f"{key}={value}: must be a positive integer")
+    return value
+
+
+def positive_number(key: str, value: object) -> float:
+    if not is_number(value) or not value > 0:
+        raise ConfigError(f"{key}={value}: must be a positive (finite) number")
+    return value
+
+
+def rate(key: str, value: object) -> float:
+    """A dropout-like probability: in [0, 1)."""
+    if not is_number(value) or not 0 <= value < 1:
+        raise ConfigError(f"{key}={value}: must be a number in [0, 1)")
+    return value
+
+
+def one_of(key: str, value: object, choices: Collection) -> object:
+    if value not in choices:
+        raise ConfigError(f"{key}={value}: must be one of {sorted(choices)}")
+    return value
+
+
+def suggest(key: str, names: Iterable[str]) -> str:
+    """For an unknown ``key`` (dotted): the closest of its siblings' ``names``, or all of them."""
+    parent, _, leaf = key.rpartition(".")
+    names = sorted(map(str, names))
+    close = [f"{parent}.{n}" if parent else n for n in difflib.get_close_matches(leaf, names, n=2, cutoff=0.7)]
+    return f"; did you mean {' or '.join(close)}?" if close else f" (there are {', '.join(names)})"

@@ -1,8 +1,8 @@
 """The handout's MOSI regression metrics, plus the Has0 binary pair common in papers.
 
-Definitions follow the seed notebook's ``eval_mosi_regression`` with one fix: sklearn's
-``f1_score`` takes ``(y_true, y_pred)``; the seed (like MulT) passed them swapped, which
-changes a 'weighted' F1. Values are returned unrounded; the seed's 4-decimal rounding is
+Definitions follow the handout's ``eval_mosi_regression`` with one fix: sklearn's
+``f1_score`` takes ``(y_true, y_pred)``; the handout (like MulT) passed them swapped, which
+changes a 'weighted' F1. Values are returned unrounded; the handout's 4-decimal rounding is
 a display matter.
 """
 
@@ -22,7 +22,7 @@ LOWER_IS_BETTER = frozenset({"MAE", "loss"})
 def multiclass_acc(preds: np.ndarray, truth: np.ndarray) -> float:
     """Overall (not per-class) accuracy after rounding both to integers.
 
-    ``np.round`` rounds halves to even (0.5 -> 0, 1.5 -> 2, -2.5 -> -2), as in the seed.
+    ``np.round`` rounds halves to even (0.5 -> 0, 1.5 -> 2, -2.5 -> -2), as in the handout.
     """
     return float(np.mean(np.round(preds) == np.round(truth)))
 

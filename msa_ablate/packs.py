@@ -1,10 +1,12 @@
-"""Seed packs: the seeds of one configuration trained side by side as one stacked model.
+"""Seed packs: the seeds of one configuration trained side by side as one stacked model
+(``trainer.pack_seeds=true``), with a trainer of their own beside the plain one.
 
-The trainer sees every run as a set of members with a leading member dimension K:
-``OneModel`` is the plain path (K = 1, the model called as it is), ``SeedPack`` stacks K
-copies of the same model code with ``torch.func``: each member keeps the parameters it was
-initialised with under its own seed, and ``vmap`` runs the one forward over all of them,
-so K small runs cost a few larger kernels instead of K times as many small ones.
+``SeedPack`` stacks K copies of the same model code with ``torch.func``: each member keeps the
+parameters it was initialised with under its own seed, and ``vmap`` runs the one forward over all
+of them, so K small runs cost a few larger kernels instead of K times as many small ones. Each
+member draws its own batch order from its seed, and is selected, evaluated and recorded on its
+own; one whose loss diverges fails alone (members share no parameter, so its NaN stays in its
+own slices of the stacks and of Adam's state) and the others train on.
 
 nn.LSTM and nn.GRU have no vmap batching rule. Inside a pack they run as their cells
 unrolled over time from matrix products (``UnrolledLSTM``, ``UnrolledGRU``): the same
@@ -15,15 +17,45 @@ model alone computes, up to float rounding.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from torch.utils.tensorboard import SummaryWriter
 
+from msa_ablate import records
+from msa_ablate.config import TrainerConfig
+from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
-from msa_ablate.models.model import attention_fast_path_off
+from msa_ablate.models.sequences import attention_fast_path_off
+from msa_ablate.run import build_model, finish_events, load_data, outcome
+from msa_ablate.train import (
+    Callback,
+    FitResult,
+    LossFn,
+    Progress,
+    Step,
+    Training,
+    TrainingDiverged,
+    batch_shapes,
+    gather,
+    optimiser,
+    predict,
+    report_epoch,
+    run_epoch,
+    score,
+)
+
+log = logging.getLogger(__name__)
 
 Features = Mapping[str, torch.Tensor]
 
@@ -94,42 +126,9 @@ def unrolled(model: nn.Module) -> nn.Module:
     return model
 
 
-class OneModel:
-    """The plain path: one member, the model itself (nn.LSTM and all)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __call__(self, x: Features) -> torch.Tensor:
-        """(1, B, ...) per member -> (1, B)."""
-        return self.model({m: v[0] for m, v in x.items()})[None]
-
-    def shared(self, x: Features) -> torch.Tensor:
-        """The same (B, ...) batch for every member -> (1, B)."""
-        return self.model(x)[None]
-
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.model.parameters())
-
-    def train(self, mode: bool = True) -> None:
-        self.model.train(mode)
-
-    def member_state(self, k: int) -> dict[str, torch.Tensor]:
-        return {name: t.detach().clone() for name, t in self.model.state_dict().items()}
-
-    def load_member_state(self, k: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
-
-    def state(self) -> dict[str, torch.Tensor]:
-        """Every member's weights, for a checkpoint."""
-        return self.model.state_dict()
-
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
-
-
-class SeedPack(OneModel):
-    """K copies of one model with stacked parameters; ``vmap`` over the member dimension.
+class SeedPack:
+    """K copies of one model with stacked parameters; ``vmap`` over the member dimension. It
+    answers the calls a trainer makes of an nn.Module (parameters, train, eval, state_dict).
     Dropout draws a different mask for every member (``randomness="different"``)."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
@@ -143,9 +142,11 @@ class SeedPack(OneModel):
         return functional_call(self.template, (params, buffers), (x,))
 
     def __call__(self, x: Features) -> torch.Tensor:
+        """(K, B, ...) per member -> (K, B)."""
         return vmap(self._call, randomness="different")(self.params, self.buffers, dict(x))
 
     def shared(self, x: Features) -> torch.Tensor:
+        """The same (B, ...) batch for every member -> (K, B)."""
         with attention_fast_path_off():
             return vmap(self._call, in_dims=(0, 0, None), randomness="different")(self.params, self.buffers, dict(x))
 
@@ -154,6 +155,9 @@ class SeedPack(OneModel):
 
     def train(self, mode: bool = True) -> None:
         self.template.train(mode)
+
+    def eval(self) -> None:
+        self.template.train(False)
 
     def stacks(self) -> dict[str, torch.Tensor]:
         """Each state_dict entry stacked over the members: (K, ...)."""
@@ -168,15 +172,146 @@ class SeedPack(OneModel):
             for name, t in self.stacks().items():
                 t[k].copy_(state[name])
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: t.detach() for name, t in self.stacks().items()}
 
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for name, t in self.stacks().items():
                 t.copy_(state[name])
 
 
-def members(models: Sequence[nn.Module]) -> OneModel:
-    """The plain path for one model, a SeedPack for several."""
-    return OneModel(models[0]) if len(models) == 1 else SeedPack(models)
+@dataclass
+class PackTraining(Training):
+    """A seed pack's training under way: a batch order, a record and a divergence per member."""
+
+    order: list[torch.Generator]
+    progress: list[Progress]
+    diverged: list[str]  # where each member's training loss became non-finite ("" while it has not)
+
+    @property
+    def epoch(self) -> int:
+        return self.progress[0].epoch
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "order": [g.get_state() for g in self.order],
+                "progress": [vars(p) for p in self.progress], "diverged": self.diverged}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for g, saved in zip(self.order, state["order"], strict=True):
+            g.set_state(saved.cpu())
+        self.progress = [Progress(**p) for p in state["progress"]]
+        self.diverged = state["diverged"]
+
+
+@dataclass
+class MemberResult(FitResult):
+    diverged: str = ""  # where the member's loss became non-finite: no result (its pack's others have theirs)
+
+
+def pack_step(pack: SeedPack, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> Step:
+    """One step of every member on its own batch ``idx[k]``; returns the members' losses (K,)."""
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x, y = gather(train, idx)
+        losses = torch.stack([loss_fn(p, t) for p, t in zip(pack(x), y)])
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # members share no parameter: each gets its own gradient
+        optimizer.step()
+        return losses.detach()
+
+    return step
+
+
+def evaluate_pack(pack: SeedPack, split: Split, loss_fn: LossFn, batch_size: int) -> list[dict[str, float]]:
+    pack.eval()
+    return [score(p, split.labels, loss_fn) for p in predict(pack.shared, split, batch_size)]
+
+
+def fit_pack(models: Sequence[nn.Module], data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig, *, seeds: Sequence[int],
+             writers: Sequence | None = None, callbacks: Iterable[Callback] = ()) -> list[MemberResult]:
+    """``fit`` for several seeds at once: ``models`` (one per seed, each initialised under its seed,
+    on the data's device) train as a seed pack, each with its own batch order from its seed, and
+    each ends holding its best state. ``writers``: one SummaryWriter per member."""
+    train, valid = data.splits["train"], data.splits["valid"]
+    pack = SeedPack(models)
+    optimizer, scheduler = optimiser(pack.parameters(), recipe, math.ceil(len(train) / recipe.batch_size))
+    training = PackTraining(pack, optimizer, scheduler, pack_step(pack, train, loss_fn, optimizer),
+                            batch_shapes((len(seeds),), len(train), recipe.batch_size),
+                            [torch.Generator().manual_seed(s) for s in seeds], [Progress() for _ in seeds],
+                            [""] * len(seeds))
+    start = time.perf_counter()
+    for callback in callbacks:
+        callback.on_fit_start(training)
+    for p in training.progress:
+        p.seconds += time.perf_counter() - start
+    who = [f"seed {seed}: " for seed in seeds]
+
+    for epoch in range(training.epoch + 1, recipe.epochs + 1):
+        start = time.perf_counter()
+        pack.train()
+        orders = torch.stack([torch.randperm(len(train), generator=g) for g in training.order])
+        losses, lrs = run_epoch(training.step, scheduler, orders.to(train.labels.device).split(recipe.batch_size, -1))
+        for k, bad in enumerate((~torch.isfinite(losses)).T):  # losses: (steps, K)
+            if bad.any() and not training.diverged[k]:
+                training.diverged[k] = f"non-finite training loss at epoch {epoch}, step {int(bad.nonzero()[0]) + 1}"
+                log.warning("%s%s", who[k], training.diverged[k])
+        if all(training.diverged):
+            raise TrainingDiverged("; ".join(w + d for w, d in zip(who, training.diverged)))
+        for k, (p, scores) in enumerate(zip(training.progress, evaluate_pack(pack, valid, loss_fn,
+                                                                             recipe.eval_batch_size))):
+            p.epoch = epoch
+            if training.diverged[k]:
+                continue
+            best = p.add_epoch(epoch, float(losses[:, k].mean()), scores, recipe.select_metric,
+                               lambda: pack.member_state(k))
+            report_epoch(who[k], epoch, recipe.epochs, p, best, writers[k] if writers else None,
+                         losses[:, k].tolist(), lrs)
+        elapsed = time.perf_counter() - start  # validation included; the members share it
+        for p in training.progress:
+            p.seconds += elapsed
+        for callback in callbacks:
+            callback.on_epoch_end(training)
+
+    for k, p in enumerate(training.progress):
+        if p.best_state is not None:
+            pack.load_member_state(k, p.best_state)
+    tests = evaluate_pack(pack, data.splits["test"], loss_fn, recipe.eval_batch_size) if recipe.evaluate_test \
+        else [{}] * len(seeds)
+    results = []
+    for k, (model, p, test, diverged) in enumerate(zip(models, training.progress, tests, training.diverged)):
+        model.load_state_dict(pack.member_state(k))  # each member's best state back in its own module
+        results.append(MemberResult(**vars(p.result({} if diverged else test)), diverged=diverged))
+    return results
+
+
+def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torch.device, recs: Sequence[dict],
+               callbacks: Iterable[Callback] = ()) -> None:
+    """msa_ablate.run.train_run for a seed pack: a config, folder and record per member; each
+    member's record, completed or failed, is written into its own folder."""
+    data = load_data(cfgs[0]).to(device)
+    models = [build_model(cfg, data.dims).to(device) for cfg in cfgs]
+    n_params = sum(p.numel() for p in models[0].parameters())
+    for record in recs:
+        record.update(data=data.summary(), device=str(device), n_params=n_params, pack_size=len(cfgs))
+    log.info("%s on %s: %s params, data %s, seeds %s packed",
+             ", ".join(f"{k}={v}" for k, v in recs[0]["choices"].items()), device, f"{n_params:,}",
+             recs[0]["data"]["sizes"], [cfg.seed for cfg in cfgs])
+    writers = [SummaryWriter(str(folder)) for folder in folders]
+    try:
+        results = fit_pack(models, data, instantiate(cfgs[0].loss), cfgs[0].trainer, seeds=[c.seed for c in cfgs],
+                           writers=writers, callbacks=callbacks)
+        for cfg, model, writer, folder, record, result in zip(cfgs, models, writers, folders, recs, results):
+            if result.diverged:
+                record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)
+            else:
+                finish_events(writer, cfg, record["choices"], model, data, result)
+                record.update(outcome(cfg, result))
+            records.write(folder, record)
+    finally:
+        for writer in writers:
+            writer.close()

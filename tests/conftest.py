@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+
+import msa_ablate.config  # noqa: F401  (registers the config schemas, as python -m msa_ablate does)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny runs gain nothing from a second thread, and threads spinning on a shared 2-core
@@ -27,13 +33,13 @@ def compose_config(*overrides: str) -> DictConfig:
 
 def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
     """The metrics.json payloads of a tiny job (one, or one per seed of a pack)."""
-    from msa_ablate.app import run
+    from msa_ablate.jobs import run_job
 
     cfg = compose_config(*overrides)
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]  # the app sees the job's config, as under @hydra.main
-    return run(cfg, output_dir, choices)
+    return run_job(cfg, output_dir, choices)
 
 
 def run_tiny(output_dir: Path, *overrides: str) -> dict:
@@ -42,7 +48,8 @@ def run_tiny(output_dir: Path, *overrides: str) -> dict:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m msa_ablate ARGS` as a user types it."""
+    """`python -m msa_ablate ARGS` as a user types it, in a process of its own: for what only a
+    process shows (exit codes with nothing caught, signals, launchers that spawn workers)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "msa_ablate", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -64,3 +71,31 @@ class ScalarRecorder:
 @pytest.fixture
 def recorder() -> ScalarRecorder:
     return ScalarRecorder()
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def main(*args: str) -> Result:
+    """`python -m msa_ablate ARGS` in this process: the same entry (Hydra's command line, the
+    one-line errors) without a new interpreter's start-up."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from msa_ablate.__main__ import main as entry
+    from msa_ablate.hydra_errors import one_line_errors
+
+    GlobalHydra.instance().clear()
+    out, err = io.StringIO(), io.StringIO()
+    with patch.object(sys, "argv", ["msa_ablate", *args]), redirect_stdout(out), redirect_stderr(err):
+        try:
+            with one_line_errors():
+                entry()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    GlobalHydra.instance().clear()
+    return Result(code, out.getvalue(), err.getvalue())

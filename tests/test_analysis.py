@@ -11,7 +11,8 @@ import yaml
 from analysis.report import question_3
 from analysis.runs import load_runs, newest_sweep
 from analysis.summarize import compare, main, one_factor_tables
-from tests.conftest import TINY, cli
+from tests.conftest import TINY
+from tests.conftest import main as run_main
 
 BASE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "sigmoid", "loss": "mse",
         "modalities": "tva", "layernorm": "on", "trainer": "default"}
@@ -229,8 +230,8 @@ def test_no_sweep_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
 def test_a_real_tiny_sweep(tmp_path):
     """A real `-m loss=mse,l1 seed=1,2` sweep, summarised with its learning curves from TensorBoard."""
     sweep = tmp_path / "sweep"
-    proc = cli("-m", *TINY, "trainer.epochs=2", "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = run_main("-m", *TINY, "trainer.epochs=2", "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
     main([str(sweep)])
     table = compare(load_runs([sweep]))
     assert list(table.n) == [2, 2] and set(table.index) == {"baseline", "loss=l1"}

@@ -1,4 +1,4 @@
-"""The app end to end, as a user runs it: real tiny runs through `python -m msa_ablate`."""
+"""The command line as a user runs it: `python -m msa_ablate`, its outputs and its errors."""
 
 import json
 import pickle
@@ -8,35 +8,36 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.metrics import METRIC_NAMES
-from tests.conftest import TINY, cli, compose_config
+from tests.conftest import TINY, cli, compose_config, main
 
 TINY_TRAINER = [o for o in TINY if o.startswith("trainer.")]  # data=mosi has no data.scale
 
 BASELINE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "sigmoid", "loss": "mse",
-            "modalities": "tva", "layernorm": "on", "trainer": "default"}
+            "modalities": "tva", "layernorm": "on", "trainer": "default", "hparams_search": "none"}
 
 
-def test_default_config_is_the_seed_baseline():
+def test_default_config_is_the_handout_baseline():
     cfg = compose_config()
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     assert choices == BASELINE
     assert cfg.seed == 42 and cfg.model.hidden == 128
     assert cfg.model.modalities == ["text", "vision", "audio"] and cfg.model.layernorm is True
-    t = compose_config("trainer.epochs=20").trainer  # TINY lowers epochs; the default is the seed's
+    t = compose_config("trainer.epochs=20").trainer  # TINY lowers epochs; the default is the handout's
     assert (t.epochs, t.batch_size, t.lr, t.select_metric) == (20, 16, 1e-3, "Corr")
 
 
 def test_one_run_writes_metrics_and_tensorboard(tmp_path):
+    """In a process of its own, as a user types it."""
     out = tmp_path / "run"
     proc = cli(*TINY, "trainer.epochs=2", "seed=7", f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
 
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "completed" and record["seed"] == 7
-    assert record["choices"] == BASELINE
+    assert {k: v for k, v in record["choices"].items()} == BASELINE
     assert set(METRIC_NAMES) <= set(record["test"]) and set(METRIC_NAMES) <= set(record["valid"])
     assert 1 <= record["best_epoch"] <= 2 and len(record["history"]) == 2
-    assert record["n_params"] > 0 and record["device"] == "cpu" and record["train_seconds"] > 0
+    assert record["n_params"] == 582_067 and record["device"] == "cpu" and record["train_seconds"] > 0
     assert record["data"]["sizes"] == {"train": 64, "valid": 11, "test": 34}
     assert record["data"]["nonfinite_cells"]["train"]["audio"] > 0
     assert record["version"]
@@ -55,11 +56,12 @@ def test_one_run_writes_metrics_and_tensorboard(tmp_path):
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = cli("-m", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = main("-m", *TINY, "trainer.log_graph=false", "seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
     seeds = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["seed"] for i in range(2))
     assert seeds == [1, 2] and not (sweep / "2").exists()
     assert (sweep / "multirun.yaml").exists()
+    assert f"{sweep}: 2 jobs, 2 completed, 0 skipped (completed before), 0 failed" in result.stdout
 
 
 @pytest.fixture
@@ -75,21 +77,26 @@ def mult_pickle(tmp_path):
 
 
 def test_real_pickle_through_data_mosi(tmp_path, mult_pickle):
-    proc = cli(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", f"hydra.run.dir={tmp_path / 'run'}",
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = main(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 0, result.stderr
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["data"]["dims"] == {"text": 300, "audio": 5, "vision": 20}
     assert record["choices"]["data"] == "mosi"
 
 
+def one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("msa_ablate: error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+# Found while the job starts: the run's folder says why it failed.
 @pytest.mark.parametrize("args,culprit", [
     (["data=mosi", "data.path=/nonexistent/mosi.pkl"], "/nonexistent/mosi.pkl"),
     (["data.scale=0.05", "trainer.epochs=0"], "trainer.epochs"),
     (["data.scale=0.05", "trainer.batch_size=-1"], "trainer.batch_size"),
     (["data.scale=1.5"], "data.scale"),
     (["data=mosi"], "data.path"),
-    (["data.scale=0.05", "trainer.lr=abc"], "trainer.lr"),
     (["data.scale=0.05", "trainer.lr=${nope}"], "trainer.lr"),  # an interpolation to no key
     (["data.scale=0.05", "seed=-1"], "seed=-1"),
     (["data.scale=0.05", "data.seed=-1"], "data.seed"),
@@ -98,24 +105,48 @@ def test_real_pickle_through_data_mosi(tmp_path, mult_pickle):
     (["data.scale=0.05", "encoder=transformer", "encoder.heads=3"], "encoder.heads=3"),
     (["data.scale=0.05", "modalities.names=[text,text]"], "modalities"),
     (["data.scale=0.05", "fusion=cross_attention", "modalities=t"], "fusion=cross_attention"),
+    (["data.scale=0.05", "+trainer.epoch=3"], "trainer.epoch: no such setting; did you mean trainer.epochs?"),
+    (["data=mosi", "data.path=/x.pkl", "data.dims=abc"], "data.dims=abc: expected a dim per modality"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
-    proc = cli(*TINY_TRAINER, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("msa_ablate: error:")]
-    assert len(errors) == 1 and culprit in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    result = main(*TINY_TRAINER, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2
+    assert culprit in one_error_line(result.stderr)
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and culprit in record["reason"]
 
 
+# Found while composing the config, before any folder exists: Hydra's own check, in one line.
+@pytest.mark.parametrize("args,message", [
+    (["trainer.lr=abc"], "trainer.lr: Value 'abc' of type 'str' could not be converted to Float"),
+    (["trainer.epoch=3"], "trainer.epoch: no such key; did you mean trainer.epochs?"),
+    (["model.hiden=64"], "model.hiden: no such key; did you mean model.hidden?"),
+    (["data.path=/x.pkl"], "data.path: no such key; it belongs to data=mosi"),
+    (["encoder.heads=2"], "encoder.heads: no such key; it belongs to encoder=transformer"),
+    (["encoder=lstmm"], "encoder=lstmm: no such option in conf/encoder/; did you mean lstm?"),
+    (["trainer.lr=[1"], "trainer.lr=[1: no viable alternative"),
+])
+def test_a_config_that_does_not_compose_is_one_line_and_exit_2(tmp_path, args, message):
+    result = main(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2
+    assert message in one_error_line(result.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_errors_keep_their_contract_in_a_process_of_its_own(tmp_path):
+    """Exit code 2 and one line on stderr, with nothing of the test's to catch them."""
+    for args, message in ((["data=mosi", "data.path=/nonexistent/mosi.pkl"], "/nonexistent/mosi.pkl"),
+                          (["trainer.epoch=3"], "did you mean trainer.epochs?")):
+        proc = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+        assert proc.returncode == 2 and message in one_error_line(proc.stderr)
+
 
 def test_dims_that_disagree_with_the_config(tmp_path, mult_pickle):
-    proc = cli(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", "data.dims={text:300,audio:74,vision:35}",
-               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    [error] = [line for line in proc.stderr.splitlines() if line.startswith("msa_ablate: error:")]
-    assert str(mult_pickle) in error and "data.dims" in error, proc.stderr
+    result = main(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", "data.dims={text:300,audio:74,vision:35}",
+                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2
+    error = one_error_line(result.stderr)
+    assert str(mult_pickle) in error and "data.dims" in error
 
 
 @pytest.mark.parametrize("mode", ["run", "sweep"])
@@ -124,8 +155,8 @@ def test_an_output_folder_that_is_a_file(tmp_path, mode):
     blocker = tmp_path / "taken"
     blocker.write_text("")
     args = ["hydra.run.dir=" + str(blocker)] if mode == "run" else ["-m", "seed=1,2", f"hydra.sweep.dir={blocker}/sweep"]
-    proc = cli(*args, *TINY, cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    [error] = proc.stderr.strip().splitlines()
+    result = main(*args, *TINY)
+    assert result.code == 2
     key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"
+    error = one_error_line(result.stderr)
     assert error.startswith(f"msa_ablate: error: {key}=") and f"{blocker} is a file" in error

@@ -7,12 +7,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from msa_ablate.cuda_graphs import rewound
+from msa_ablate.config import TrainerConfig
+from msa_ablate.cuda_graphs import CudaGraph, rewound
 from msa_ablate.data.synthetic import make_synthetic_mosi
 from msa_ablate.errors import ConfigError
-from msa_ablate.packs import members
-from msa_ablate.trainer import fit, seed_everything, train_step
-from tests.conftest import cli, compose_config
+from msa_ablate.packs import SeedPack, pack_step
+from msa_ablate.train import fit, seed_everything, train_step
+from tests.conftest import compose_config, main
 
 
 @pytest.mark.parametrize("seeds", [[1], [1, 2]], ids=["one_model", "seed_pack"])
@@ -26,20 +27,20 @@ def test_warm_up_steps_inside_rewound_leave_no_trace(seeds):
         models.append(instantiate(compose_config("+preset=improved").model, _partial_=True)(input_dims=data.dims))
     twins = copy.deepcopy(models)
     train = data.splits["train"]
-    batches = [torch.randint(len(train), (len(seeds), 16), generator=torch.Generator().manual_seed(i))
-               for i in range(3)]
+    shape = (16,) if len(seeds) == 1 else (len(seeds), 16)  # a pack's members each have a batch
+    batches = [torch.randint(len(train), shape, generator=torch.Generator().manual_seed(i)) for i in range(3)]
 
     def steps(models, warm_up):
-        pack = members(models)
-        pack.train()
-        optimizer = torch.optim.Adam(pack.parameters(), lr=1e-2)
-        step = train_step(pack, train, torch.nn.MSELoss(), optimizer)
+        model = models[0] if len(models) == 1 else SeedPack(models)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        step = (train_step if len(models) == 1 else pack_step)(model, train, torch.nn.MSELoss(), optimizer)
         torch.manual_seed(0)
         if warm_up:
-            with rewound(pack, optimizer, torch.device("cpu")):
+            with rewound(model, optimizer, torch.device("cpu")):
                 for idx in batches:
                     step(idx)
-        return torch.stack([step(idx) for idx in batches]), pack.state()
+        return torch.stack([step(idx) for idx in batches]), model.state_dict()
 
     (warmed, warmed_state), (plain, plain_state) = steps(models, True), steps(twins, False)
     assert torch.equal(warmed, plain)
@@ -51,14 +52,13 @@ def test_cuda_graph_needs_a_cuda_device():
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs a CUDA device; this run's is cpu"):
-        fit([model], data, torch.nn.MSELoss(), seeds=[1], epochs=1, batch_size=16, lr=1e-3, cuda_graph=True)
+        fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seed=1, callbacks=[CudaGraph()])
 
 
 def test_cuda_graph_on_cpu_is_a_one_line_error(tmp_path):
-    proc = cli("data.scale=0.05", "trainer.device=cpu", "trainer.cuda_graph=true",
-               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
+    result = main("data.scale=0.05", "trainer.device=cpu", "trainer.cuda_graph=true", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
         "msa_ablate: error: trainer.cuda_graph=true needs a CUDA device; this run's is cpu")
 
 
@@ -67,4 +67,4 @@ def test_cuda_graph_needs_a_torch_whose_scheduler_updates_a_tensor_lr_in_place(m
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs torch>=2.10; this is 2.9.1\+cu128"):
-        fit([model], data, torch.nn.MSELoss(), seeds=[1], epochs=1, batch_size=16, lr=1e-3, cuda_graph=True)
+        fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seed=1, callbacks=[CudaGraph()])

@@ -1,8 +1,8 @@
 """The data layer: the synthetic generator, the MOSI pickle loader (three layouts) and
-the validation shared by both (REFERENCE.md, "Data file formats").
+the validation shared by both (docs/handout.md, "Data files met in the wild").
 
 The synthetic generator's constants are being tuned, so nothing here pins exact label
-values or modality strengths: only the structure the REFERENCE promises.
+values or modality strengths: only the structure docs/handout.md promises.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _copy(raw: dict) -> dict:
 
 @pytest.fixture
 def raw() -> dict:
-    """A private, mutable copy of the small synthetic data in the seed's layout."""
+    """A private, mutable copy of the small synthetic data in the handout's layout."""
     return _copy(_small_raw())
 
 
@@ -76,7 +76,7 @@ def test_small_scale_shapes():
     assert sizes == {"train": 64, "valid": 11, "test": 34}
     for s, d in raw.items():
         n = sizes[s]
-        assert d["labels"].shape == (n, 1)  # the seed's mosi_raw.pkl layout
+        assert d["labels"].shape == (n, 1)  # the handout's mosi_raw.pkl layout
         assert d["text"].shape == (n, 50, 300)
         assert d["audio"].shape == (n, 50, 74)
         assert d["vision"].shape == (n, 50, 35)

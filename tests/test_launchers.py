@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from msa_ablate.trainer import resolve_device
-from tests.conftest import TINY, cli, compose_config
+from msa_ablate.jobs import resolve_device
+from tests.conftest import TINY, cli, compose_config, main
 
 QUICK = [*TINY, "trainer.log_graph=false"]
 
@@ -47,9 +47,8 @@ def test_auto_device_is_round_robin_over_gpus(monkeypatch, job_num, gpus, expect
 
 def test_optuna_search_uses_valid_only(tmp_path):
     sweep = tmp_path / "search"
-    proc = cli("-m", "+hparams_search=optuna", "hydra.sweeper.n_trials=3", *QUICK, f"hydra.sweep.dir={sweep}",
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *QUICK, f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
     records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert len(records) == 3 and all(r["status"] == "completed" for r in records)
     assert all(r["test"] == {} for r in records)  # the test split was never evaluated

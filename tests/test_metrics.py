@@ -1,4 +1,4 @@
-"""Hand-computed checks of ``msa_ablate.metrics.mosi_metrics`` (REFERENCE.md, "Metrics").
+"""Hand-computed checks of ``msa_ablate.metrics.mosi_metrics`` (docs/handout.md, "Metrics").
 
 Every expected value below is worked out in the comments so a reader can check it
 without running anything. Binary "positive" is ``> 0`` for the Non0 pair (samples whose

@@ -2,9 +2,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from msa_ablate import seed_notebook
+from msa_ablate import handout
 from msa_ablate.errors import ConfigError
-from msa_ablate.models.model import content_mask
+from msa_ablate.models.sequences import content_mask
 from tests.conftest import compose_config
 
 DIMS = {"text": 300, "audio": 74, "vision": 35}
@@ -28,7 +28,7 @@ def seed_names(state: dict) -> dict:
 
 def test_baseline_is_the_handout_model():
     """Same parameters, shapes and outputs as the notebook's model: load_state_dict is strict."""
-    ours, theirs = build(), seed_notebook.MultimodalSentimentAnalysisModel()
+    ours, theirs = build(), handout.MultimodalSentimentAnalysisModel()
     theirs.load_state_dict(seed_names(ours.state_dict()))
     x = {m: torch.randn(4, 50, d) for m, d in DIMS.items()}
     x["text"][:, :20] = 0  # front padding

@@ -8,10 +8,11 @@ from hydra.utils import instantiate
 from torch import nn
 
 from analysis.runs import load_runs
+from msa_ablate.config import TrainerConfig
 from msa_ablate.data.synthetic import make_synthetic_mosi
-from msa_ablate.packs import SeedPack, unrolled
-from msa_ablate.trainer import TrainingDiverged, fit, seed_everything
-from tests.conftest import ScalarRecorder, cli, compose_config, run_tiny, run_tiny_records
+from msa_ablate.packs import SeedPack, fit_pack, unrolled
+from msa_ablate.train import TrainingDiverged, fit, seed_everything
+from tests.conftest import ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
 
 FAST = ["trainer.log_graph=false"]
 
@@ -38,8 +39,10 @@ def train_members(seeds, data, epochs=2):
     for seed in seeds:
         seed_everything(seed)
         models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
-    results = fit(models, data, torch.nn.MSELoss(), seeds=seeds, epochs=epochs, batch_size=16, lr=1e-3,
-                  writers=recorders)
+    recipe = TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3)
+    if len(seeds) == 1:  # the plain trainer
+        return [fit(models[0], data, torch.nn.MSELoss(), recipe, seed=seeds[0], writer=recorders[0])], recorders, models
+    results = fit_pack(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, writers=recorders)
     return results, recorders, models
 
 
@@ -103,9 +106,9 @@ def test_a_completed_pack_is_skipped_and_a_longer_seed_list_trains_only_the_new_
 
 def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", *FAST, "loss=mse,l1",
-               "trainer.pack_seeds=true", "seeds=[1,2,3]", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = main("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", *FAST, "loss=mse,l1",
+                  "trainer.pack_seeds=true", "seeds=[1,2,3]", f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
     runs = load_runs([sweep])
     assert len(runs) == 6 and set(runs.status) == {"completed"}
     assert sorted(runs.groupby("loss").seed.apply(sorted).tolist()) == [[1, 2, 3], [1, 2, 3]]
@@ -114,10 +117,9 @@ def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
 
 
 def test_a_swept_seed_with_packs_is_refused(tmp_path):
-    proc = cli("data.scale=0.05", "trainer.pack_seeds=true", "seed=3", f"hydra.run.dir={tmp_path / 'run'}",
-               cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "msa_ablate: error: seed: trainer.pack_seeds=true" in proc.stderr
+    result = main("data.scale=0.05", "trainer.pack_seeds=true", "seed=3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert "msa_ablate: error: seed: trainer.pack_seeds=true" in result.stderr
     runs = load_runs([tmp_path / "run"])  # every member the analysis expects says why it did not run
     assert sorted(runs.seed) == [1, 2, 3, 4, 5] and set(runs.status) == {"failed"}
     assert runs.reason.str.contains("ConfigError: seed: trainer.pack_seeds=true").all()
@@ -125,20 +127,19 @@ def test_a_swept_seed_with_packs_is_refused(tmp_path):
 
 @pytest.mark.parametrize("seeds", ["[]", "[1,1]", "[-1]", "7"])
 def test_bad_seed_lists_are_refused(tmp_path, seeds):
-    proc = cli("data.scale=0.05", "trainer.pack_seeds=true", f"seeds={seeds}", f"hydra.run.dir={tmp_path / 'run'}",
-               cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "msa_ablate: error: seeds=" in proc.stderr
+    result = main("data.scale=0.05", "trainer.pack_seeds=true", f"seeds={seeds}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert "msa_ablate: error: seeds=" in result.stderr
     runs = load_runs([tmp_path / "run"])  # failed, not taken for a job killed or still running
     assert len(runs) >= 1 and set(runs.status) == {"failed"} and runs.reason.str.contains("seeds=").all()
 
 
 def poisoned(k: int):
-    """fit, with member k's output bias NaN: its loss is non-finite from the first step."""
+    """fit_pack, with member k's output bias NaN: its loss is non-finite from the first step."""
     def fit_with_a_nan_member(models, *args, **kwargs):
         with torch.no_grad():
             models[k].head.fc.bias.fill_(float("nan"))
-        return fit(models, *args, **kwargs)
+        return fit_pack(models, *args, **kwargs)
     return fit_with_a_nan_member
 
 
@@ -149,7 +150,7 @@ def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
     for seed in (3, 7):
         seed_everything(seed)
         models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
-    packed = poisoned(1)(models, data, torch.nn.MSELoss(), seeds=[3, 7], epochs=2, batch_size=16, lr=1e-3)
+    packed = poisoned(1)(models, data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seeds=[3, 7])
     [alone], _, _ = train_members([3], data)
     assert packed[1].diverged == "non-finite training loss at epoch 1, step 1" and packed[1].test == {}
     assert not packed[0].diverged and packed[0].best_epoch == alone.best_epoch
@@ -157,15 +158,15 @@ def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
 
 
 def test_a_job_with_a_diverged_member_fails_keeps_the_others_and_retrains_only_it(tmp_path, monkeypatch):
-    import msa_ablate.app
-    monkeypatch.setattr(msa_ablate.app, "fit", poisoned(1))
+    import msa_ablate.packs
+    monkeypatch.setattr(msa_ablate.packs, "fit_pack", poisoned(1))
     with pytest.raises(TrainingDiverged, match="seed 2: non-finite training loss at epoch 1, step 1"):
         run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
     first = json.loads((tmp_path / "seed_1" / "metrics.json").read_text())
     failed = json.loads((tmp_path / "seed_2" / "metrics.json").read_text())
     assert first["status"] == "completed" and first["test"]
     assert failed["status"] == "failed" and failed["reason"].startswith("TrainingDiverged: non-finite")
-    monkeypatch.setattr(msa_ablate.app, "fit", fit)  # relaunched, nothing poisoned
+    monkeypatch.setattr(msa_ablate.packs, "fit_pack", fit_pack)  # relaunched, nothing poisoned
     records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
     assert records[0] == first and records[1]["status"] == "completed" and records[1]["pack_size"] == 1
 
@@ -174,5 +175,5 @@ def test_a_pack_whose_members_all_diverge_fails():
     data = make_synthetic_mosi(scale=0.05)
     models = [instantiate(compose_config().model, _partial_=True)(input_dims=data.dims) for _ in range(2)]
     with pytest.raises(TrainingDiverged, match="seed 1: .*epoch 1, step 1; seed 2: .*epoch 1, step 1"):
-        fit(models, data, lambda p, y: (p - y).pow(2).mean() * float("inf"), seeds=[1, 2], epochs=2,
-            batch_size=16, lr=1e-3)
+        fit_pack(models, data, lambda p, y: (p - y).pow(2).mean() * float("inf"), TrainerConfig(epochs=2),
+                 seeds=[1, 2])

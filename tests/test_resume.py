@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-import msa_ablate.trainer
-from tests.conftest import ROOT, TINY, cli, run_tiny
+import msa_ablate.train
+from tests.conftest import ROOT, TINY, main, run_tiny
 
 FAST = ["trainer.log_graph=false"]
 
 
 def stop_at_epoch(monkeypatch, epoch: int, exception: BaseException):
     """Make the validation of `epoch` raise: the run dies after epoch - 1 was checkpointed."""
-    evaluate, calls = msa_ablate.trainer.evaluate, []
+    evaluate, calls = msa_ablate.train.evaluate, []
 
     def dying(*args, **kwargs):
         calls.append(1)
@@ -26,7 +26,7 @@ def stop_at_epoch(monkeypatch, epoch: int, exception: BaseException):
             raise exception
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(msa_ablate.trainer, "evaluate", dying)
+    monkeypatch.setattr(msa_ablate.train, "evaluate", dying)
 
 
 def test_a_completed_job_is_skipped_unless_resume_false(tmp_path):
@@ -75,17 +75,20 @@ def test_ctrl_c_or_preemption_marks_the_run_interrupted_and_keeps_its_events(tmp
 
 def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = cli("-m", *TINY, *FAST, "fusion=cross_attention", "modalities=t,tva", f"hydra.sweep.dir={sweep}",
-               cwd=tmp_path)
-    assert proc.returncode != 0
+    result = main("-m", *TINY, *FAST, "fusion=cross_attention", "modalities=t,tva", f"hydra.sweep.dir={sweep}")
+    assert result.code == 1
+    [error] = result.stderr.splitlines()  # the failed job, named in one line; no traceback
+    assert error.startswith("msa_ablate: error: job 0 (") and "fusion=cross_attention needs two modalities" in error
+    assert result.stdout.strip().splitlines()[-1].startswith(f"{sweep}: 2 jobs, 1 completed, 0 skipped")
     status = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(2)]
     assert status == ["failed", "completed"]
 
 
 def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
-    """SIGKILL while job 1 trains, then the same command again: 3 runs, each seed once."""
+    """SIGKILL while job 1 trains (after its first epoch, of 8), then the same command again: 3 runs,
+    each seed once."""
     sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, *FAST, "trainer.epochs=40", "seed=1,2,3",
+    args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, *FAST, "trainer.epochs=8", "seed=1,2,3",
             f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

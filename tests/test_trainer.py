@@ -6,11 +6,12 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Sampler
 
-from msa_ablate import seed_notebook
+from msa_ablate import handout
+from msa_ablate.config import TrainerConfig
 from msa_ablate.data.mosi import load_mosi
 from msa_ablate.data.synthetic import make_synthetic_mosi, synthetic_arrays
 from msa_ablate.errors import ConfigError
-from msa_ablate.trainer import TrainingDiverged, fit, is_better, seed_everything
+from msa_ablate.train import TrainingDiverged, fit, is_better, seed_everything
 from tests.conftest import compose_config, run_tiny
 from tests.test_model import seed_names
 
@@ -38,24 +39,24 @@ def test_trainer_matches_the_handout_loop(tmp_path, recorder):
 
     seed_everything(seed)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
-    reference = seed_notebook.MultimodalSentimentAnalysisModel()
+    reference = handout.MultimodalSentimentAnalysisModel()
     reference.load_state_dict(seed_names(model.state_dict()))
 
-    [result] = fit([model], data, torch.nn.MSELoss(), seeds=[seed], epochs=epochs, batch_size=16, lr=1e-3,
-                   writers=[recorder])
+    result = fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3), seed=seed,
+                 writer=recorder)
 
-    train = seed_notebook.MOSIDataset(path, "train")
+    train = handout.MOSIDataset(path, "train")
     train_loader = DataLoader(train, batch_size=16, sampler=SameOrder(len(train), seed))
-    valid_loader = DataLoader(seed_notebook.MOSIDataset(path, "valid"), batch_size=16)
+    valid_loader = DataLoader(handout.MOSIDataset(path, "valid"), batch_size=16)
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
-    best_state, losses = seed_notebook.train_model(reference, train_loader, valid_loader, torch.nn.MSELoss(),
+    best_state, losses = handout.train_model(reference, train_loader, valid_loader, torch.nn.MSELoss(),
                                                    optimizer, scheduler, "cpu", epochs)
 
     assert len(losses) == epochs * math.ceil(len(train) / 16)
     assert recorder.values("loss/train_step") == pytest.approx(losses, rel=1e-4, abs=1e-6)
     reference.load_state_dict(best_state)
-    test = seed_notebook.validate_model(reference, DataLoader(seed_notebook.MOSIDataset(path, "test"),
+    test = handout.validate_model(reference, DataLoader(handout.MOSIDataset(path, "test"),
                                                               batch_size=16), None, "cpu")
     for name, value in test.items():
         assert result.test[name] == pytest.approx(value, abs=1.5e-4), name
@@ -78,7 +79,7 @@ def test_the_test_split_chooses_nothing():
     def train(d):
         seed_everything(0)
         model = instantiate(compose_config().model, _partial_=True)(input_dims=d.dims)
-        return fit([model], d, torch.nn.MSELoss(), seeds=[0], epochs=3, batch_size=16, lr=1e-3)[0]
+        return fit(model, d, torch.nn.MSELoss(), TrainerConfig(epochs=3, batch_size=16, lr=1e-3), seed=0)
 
     a, b = train(data), train(scrambled)
     assert (a.best_epoch, a.valid, a.history) == (b.best_epoch, b.valid, b.history)
@@ -115,14 +116,14 @@ def test_non_finite_loss_stops_the_run():
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
-        fit([model], data, lambda p, y: (p - y).pow(2).mean() * math.inf, seeds=[0], epochs=2, batch_size=16, lr=1e-3)
+        fit(model, data, lambda p, y: (p - y).pow(2).mean() * math.inf, TrainerConfig(epochs=2), seed=0)
 
 
 def test_cosine_schedule_steps_every_batch(recorder):
     """T_max = epochs x batches: the lr falls every step and reaches ~0 at the last one."""
     data = make_synthetic_mosi(scale=0.05)  # 64 train clips: 4 batches of 16
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
-    fit([model], data, torch.nn.MSELoss(), seeds=[0], epochs=2, batch_size=16, lr=1e-3, writers=[recorder])
+    fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seed=0, writer=recorder)
     lrs = recorder.values("lr")
     expected = [0.5e-3 * (1 + math.cos(math.pi * i / 8)) for i in range(8)]
     assert lrs == pytest.approx(expected)

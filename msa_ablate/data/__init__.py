@@ -91,7 +91,7 @@ def _features(split: Mapping, modality: str, n: int, where: str) -> tuple[np.nda
     if x.shape[0] != n:
         raise DataError(f"{where}['{modality}']: {x.shape[0]} samples but the labels have {n}")
     bad = ~np.isfinite(x)
-    x[bad] = 0.0  # COVAREP's -inf cells (and any NaN): the seed zeroes them
+    x[bad] = 0.0  # COVAREP's -inf cells (and any NaN): the handout zeroes them
     return x, int(bad.sum())
 
 

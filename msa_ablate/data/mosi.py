@@ -1,6 +1,6 @@
 """The real CMU-MOSI pickle, in any of the three layouts met in the wild.
 
-- seed / MultiBench ``mosi_raw.pkl``: 'labels' (N, 1) or (N, 1, 1);
+- the handout's / MultiBench ``mosi_raw.pkl``: 'labels' (N, 1) or (N, 1, 1);
 - MulT ``mosi_data.pkl``: 'labels' (N, 1, 1), byte-string ids, 5-d audio / 20-d vision;
 - MMSA ``aligned_50.pkl``: 'regression_labels' (N,), plus keys this tool does not use.
 
@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from msa_ablate.data import MOSIData, from_arrays
-from msa_ablate.errors import DataError
+from msa_ablate.errors import ConfigError, DataError, is_int
 
 
 def load_mosi(path: str, dims: Mapping[str, int] | None = None) -> MOSIData:
+    if dims is not None and not (isinstance(dims, Mapping) and all(is_int(d) and d > 0 for d in dims.values())):
+        raise ConfigError(f"data.dims={dims}: expected a dim per modality, e.g. data.dims={{text:300,audio:74,vision:35}}")
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"{file}: no such data file (set data.path)")

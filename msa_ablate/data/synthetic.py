@@ -130,7 +130,7 @@ def _split(rng: np.random.Generator, lang: dict, n: int) -> dict[str, np.ndarray
 
 
 def synthetic_arrays(seed: int = 0, scale: float = 1.0) -> dict[str, dict[str, np.ndarray]]:
-    """The raw ``{split: {key: array}}`` structure, in the seed's ``mosi_raw.pkl`` layout."""
+    """The raw ``{split: {key: array}}`` structure, in the handout's ``mosi_raw.pkl`` layout."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise ConfigError(f"data.scale={scale}: must be a number in (0, 1]")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
@@ -150,7 +150,7 @@ if __name__ == "__main__":  # write the synthetic data as a MOSI pickle: python 
     import pickle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="pickle file to write, in the seed's mosi_raw.pkl layout")
+    parser.add_argument("out", help="pickle file to write, in the handout's mosi_raw.pkl layout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()

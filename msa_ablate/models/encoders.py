@@ -10,34 +10,31 @@ import math
 import torch
 from torch import nn
 
-from msa_ablate.errors import ConfigError
+from msa_ablate.errors import ConfigError, one_of, positive_int, rate
+from msa_ablate.models.sequences import (
+    attention_padding,
+    check_heads,
+    gather_steps,
+    leading_padding,
+    masked_mean,
+    positions,
+)
 
 
-def check_heads(group: str, dim: int, heads: int) -> None:
-    if heads <= 0 or dim % heads:
-        raise ConfigError(f"{group}.heads={heads}: must divide the hidden size {dim}")
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) -> (B, D): mean over real steps (a clip with none gives zeros)."""
-    weights = mask.unsqueeze(-1).to(x.dtype)
-    return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
-
-
-def attention_padding(mask: torch.Tensor) -> torch.Tensor:
-    """key_padding_mask for nn.MultiheadAttention (True = ignore). A clip with no real step
-    attends to all its steps instead: an all-ignored row would give NaN."""
-    return ~(mask | ~mask.any(1, keepdim=True))
+def recurrent(cell: type[nn.LSTM] | type[nn.GRU], dim: int, num_layers: int, dropout: float) -> nn.Module:
+    """nn.LSTM / nn.GRU applies dropout only between layers: on one layer the handout's 0.1 is
+    inert (PyTorch warns), so it is passed on only where it acts."""
+    positive_int("encoder.num_layers", num_layers)
+    rate("encoder.dropout", dropout)
+    return cell(dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
 
 
 class LSTMEncoder(nn.Module):
-    """The seed's encoder: an LSTM over all 50 steps, front padding included (as in the seed)."""
+    """The handout's encoder: an LSTM over all 50 steps, front padding included (as in the handout)."""
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        # nn.LSTM applies dropout only between layers: the seed's dropout=0.1 on one layer
-        # is inert (PyTorch warns), so it is passed on only where it acts.
-        self.lstm = nn.LSTM(dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = recurrent(nn.LSTM, dim, num_layers, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.lstm(x)[0]
@@ -48,16 +45,10 @@ class GRUEncoder(nn.Module):
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        self.gru = nn.GRU(dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = recurrent(nn.GRU, dim, num_layers, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.gru(x)[0]
-
-
-def positions(mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) index of each step counted from the clip's first real step (padding: 0). Counting from
-    step 0 of the front-padded sequence would give a clip's first word a position set by its length."""
-    return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 class SinusoidalPosition(nn.Module):
@@ -95,12 +86,13 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         check_heads("encoder", dim, heads)
         codes = {"sinusoidal": SinusoidalPosition, "learned": LearnedPosition}
-        if positional not in codes:
-            raise ConfigError(f"encoder.positional={positional}: must be one of {sorted(codes)}")
-        self.position, self.max_len = codes[positional](dim, max_len), max_len
-        layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
+        one_of("encoder.positional", positional, codes)
+        self.position, self.max_len = codes[positional](dim, positive_int("encoder.max_len", max_len)), max_len
+        layer = nn.TransformerEncoderLayer(dim, heads, positive_int("encoder.feedforward", feedforward),
+                                           rate("encoder.dropout", dropout), batch_first=True)
         # No nested tensors: they would return padded steps as zeros on one path and not the other.
-        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.layers = nn.TransformerEncoder(layer, positive_int("encoder.num_layers", num_layers),
+                                            enable_nested_tensor=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if x.shape[1] > self.max_len:
@@ -119,40 +111,29 @@ class MeanEncoder(nn.Module):
         return masked_mean(x, mask).unsqueeze(1) * mask.unsqueeze(-1)
 
 
-def leading_padding(mask: torch.Tensor) -> torch.Tensor:
-    """(B,) number of padding steps before each clip's first real step (T for a clip with none)."""
-    return (~mask).long().cumprod(1).sum(1)
-
-
-def gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, T, D), (B, T) -> (B, T, D): out[b, t] = x[b, index[b, t]]."""
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
 class BiRNNEncoder(nn.Module):
     """A bidirectional GRU (or LSTM) that reads the real steps only, as a packed sequence would.
 
-    The seed's LSTM reads the front padding before the words, so its state at the first word
+    The handout's LSTM reads the front padding before the words, so its state at the first word
     depends on how long the clip is; and it reads left to right only, so a word cannot see what
     follows it (a "but" that discounts what came before). Here each direction starts at the clip's
     edge: the forward one on the clip rolled to the front (padding moved behind it), the backward
     one on the reversed sequence (whose padding comes last). Outputs at real steps therefore do not
     depend on the padding at all; padded steps are zero. Each direction has ``dim // 2`` units so
     the output keeps the hidden size. ``dropout`` acts on the input steps (the branch's projected
-    features), where the seed model overfits from its third epoch on.
+    features), where the handout's model overfits from its third epoch on.
     Assumes MOSI's layout: padding at the front, real steps contiguous to the end.
     """
 
     def __init__(self, dim: int, cell: str = "lstm", dropout: float = 0.3) -> None:
         super().__init__()
         cells = {"gru": nn.GRU, "lstm": nn.LSTM}
-        if cell not in cells:
-            raise ConfigError(f"encoder.cell={cell}: must be one of {sorted(cells)}")
+        one_of("encoder.cell", cell, cells)
         if dim % 2:
             raise ConfigError(f"encoder=birnn needs an even hidden size, got {dim}")
         self.forward_rnn = cells[cell](dim, dim // 2, batch_first=True)
         self.backward_rnn = cells[cell](dim, dim // 2, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(rate("encoder.dropout", dropout))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(x.shape[1], device=x.device)
@@ -168,16 +149,16 @@ class ConvBiRNNEncoder(nn.Module):
     """A temporal convolution over neighbouring steps, then the bidirectional RNN (BiRNNEncoder).
 
     The convolution (residual, ReLU) gives every step its neighbours as direct inputs, so a word
-    can be read together with the one before it ("not good" is not "good"); in the seed's LSTM such
-    a pair has to be learned through the recurrent state, which ~1300 clips do not teach. The BiRNN
-    then carries what is farther away (a later "but"). MulT (Tsai et al. 2019) likewise puts a
-    temporal convolution in front of its cross-modal layers. Padded steps are zeroed before the
+    can be read together with the one before it ("not good" is not "good"); in the handout's LSTM
+    such a pair has to be learned through the recurrent state, which ~1300 clips do not teach. The
+    BiRNN then carries what is farther away (a later "but"). MulT (Tsai et al. 2019) likewise puts
+    a temporal convolution in front of its cross-modal layers. Padded steps are zeroed before the
     convolution, so a clip's first word sees silence to its left, whatever its length.
     """
 
     def __init__(self, dim: int, kernel: int = 3, cell: str = "lstm", dropout: float = 0.0) -> None:
         super().__init__()
-        if kernel < 1 or kernel % 2 == 0:
+        if not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
             raise ConfigError(f"encoder.kernel={kernel}: must be an odd number >= 1 (centred on each step)")
         self.conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2)
         self.rnn = BiRNNEncoder(dim, cell=cell, dropout=dropout)

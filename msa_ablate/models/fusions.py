@@ -11,9 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from msa_ablate.errors import ConfigError
-from msa_ablate.models.encoders import attention_padding, check_heads, masked_mean
-
+from msa_ablate.errors import ConfigError, one_of, positive_int, rate
+from msa_ablate.models.sequences import AttentionPool, attention_padding, check_heads, masked_mean
 
 COMBINE = ("sum", "concat")
 
@@ -23,18 +22,13 @@ def merge(seqs: dict[str, torch.Tensor], how: str) -> torch.Tensor:
     return sum(seqs.values()) if how == "sum" else torch.cat(list(seqs.values()), dim=-1)
 
 
-def check_combine(how: str) -> None:
-    if how not in COMBINE:
-        raise ConfigError(f"fusion.combine={how}: must be one of {list(COMBINE)}")
-
-
 class LSTMFusion(nn.Module):
-    """The seed's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its last hidden
+    """The handout's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its last hidden
     state. ``combine=concat`` concatenates them instead, so no modality is averaged into another."""
 
     def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum") -> None:
         super().__init__()
-        check_combine(combine)
+        one_of("fusion.combine", combine, COMBINE)
         self.combine = combine
         self.lstm = nn.LSTM(dim * (len(modalities) if combine == "concat" else 1), dim, batch_first=True)
         self.out_dim = dim
@@ -51,12 +45,14 @@ class SelfAttentionFusion(nn.Module):
     def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum", heads: int = 4,
                  feedforward: int = 256, dropout: float = 0.1, num_layers: int = 1) -> None:
         super().__init__()
-        check_combine(combine)
+        one_of("fusion.combine", combine, COMBINE)
         check_heads("fusion", dim, heads)
         self.combine = combine
         self.project = nn.Linear(dim * len(modalities), dim) if combine == "concat" else nn.Identity()
-        layer = nn.TransformerEncoderLayer(dim, heads, feedforward, dropout, batch_first=True)
-        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(dim, heads, positive_int("fusion.feedforward", feedforward),
+                                           rate("fusion.dropout", dropout), batch_first=True)
+        self.layers = nn.TransformerEncoder(layer, positive_int("fusion.num_layers", num_layers),
+                                            enable_nested_tensor=False)
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -92,6 +88,8 @@ class CrossAttentionFusion(nn.Module):
         if len(modalities) < 2:
             raise ConfigError(f"fusion=cross_attention needs two modalities or more, got modalities={list(modalities)}")
         check_heads("fusion", dim, heads)
+        positive_int("fusion.feedforward", feedforward)
+        rate("fusion.dropout", dropout)
         self.pairs = [(s, t) for t in modalities for s in modalities if s != t]
         self.blocks = nn.ModuleDict({f"{s}_to_{t}": CrossModalBlock(dim, heads, feedforward, dropout)
                                      for s, t in self.pairs})
@@ -110,8 +108,10 @@ class TensorFusion(nn.Module):
 
     def __init__(self, dim: int, modalities: Sequence[str], pooled_dim: int = 16, dropout: float = 0.1) -> None:
         super().__init__()
-        self.reduce = nn.ModuleDict({m: nn.Linear(dim, pooled_dim) for m in modalities})
-        self.post = nn.Sequential(nn.Dropout(dropout), nn.Linear((pooled_dim + 1) ** len(modalities), dim), nn.ReLU())
+        self.reduce = nn.ModuleDict({m: nn.Linear(dim, positive_int("fusion.pooled_dim", pooled_dim))
+                                     for m in modalities})
+        self.post = nn.Sequential(nn.Dropout(rate("fusion.dropout", dropout)),
+                                  nn.Linear((pooled_dim + 1) ** len(modalities), dim), nn.ReLU())
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
@@ -137,24 +137,11 @@ class LateFusion(nn.Module):
         return {m: masked_mean(seq, mask) for m, seq in seqs.items()}
 
 
-class AttentionPool(nn.Module):
-    """A learned weighted mean over real steps: one score per step, softmax over the clip's
-    real steps only (a clip with none gets uniform weights over all, not NaN)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(x).squeeze(-1).masked_fill(attention_padding(mask), float("-inf"))
-        return (scores.softmax(1).unsqueeze(-1) * x).sum(1)
-
-
 class TextCentredFusion(nn.Module):
     """Text-centred fusion: the anchor modality (text when present, else the first one) queries
     each other modality with cross-modal attention; a learned sigmoid gate per step and channel
     decides how much of each attended signal joins the anchor (residual, LayerNorm), so weak or
-    noisy non-verbal cues can be shut out rather than summed in as the seed does. The result and
+    noisy non-verbal cues can be shut out rather than summed in as the handout's model does. The result and
     every other modality are attention-pooled over real steps and concatenated.
 
     Why text-centred: in MOSI, as in most MSA data, words carry most of the sentiment; audio and
@@ -165,6 +152,7 @@ class TextCentredFusion(nn.Module):
                  anchor: str = "text") -> None:
         super().__init__()
         check_heads("fusion", dim, heads)
+        rate("fusion.dropout", dropout)
         self.anchor = anchor if anchor in modalities else modalities[0]
         self.others = [m for m in modalities if m != self.anchor]
         self.attention = nn.ModuleDict({m: nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from msa_ablate.errors import positive_int, rate
+
 
 class SigmoidHead(nn.Module):
-    """The seed's head: a linear layer whose sigmoid is scaled to (-3, 3), MOSI's label range."""
+    """The handout's head: a linear layer whose sigmoid is scaled to (-3, 3), MOSI's label range."""
 
     def __init__(self, in_dim: int) -> None:
         super().__init__()
@@ -29,13 +31,14 @@ class LinearHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """A hidden layer with dropout before the seed's bounded output, ``sigmoid(.) * 6 - 3``:
-    a non-linear read-out of the fused vector, regularised where the seed model overfits."""
+    """A hidden layer with dropout before the handout's bounded output, ``sigmoid(.) * 6 - 3``:
+    a non-linear read-out of the fused vector, regularised where the handout's model overfits."""
 
     def __init__(self, in_dim: int, hidden: int = 128, dropout: float = 0.3) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden, 1))
+        dropout = rate("head.dropout", dropout)
+        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, positive_int("head.hidden", hidden)),
+                                 nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(h)).squeeze(-1) * 6 - 3

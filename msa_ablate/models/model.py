@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msa_ablate.errors import ConfigError
+from msa_ablate.errors import ConfigError, is_int, is_number, positive_int
+from msa_ablate.models.sequences import content_mask
 
 
 class ModalityBranch(nn.Module):
-    """The seed's unimodal path: LayerNorm(d) -> Linear(d, dim) -> ReLU -> encoder, with an
-    optional dropout on the normalised input features (MulT's ``embed_dropout``): with ~1300
-    training clips the projection otherwise learns each word vector by heart within a few
-    epochs (the seed model's best validation epoch is its 3rd or 4th). With ``rank``, the
-    projection goes through ``rank`` dimensions first (MulT projects GloVe to 30): 300 x 128
-    free weights, each fitted from the same ~1300 noisy labels, become 300 x 30 + 30 x 128."""
+    """The handout's unimodal path: LayerNorm(d) -> Linear(d, dim) -> ReLU -> encoder, with an
+    optional dropout on the normalised input features (MulT's ``embed_dropout``) and an optional
+    low-rank input projection (``rank`` dims first, as MulT projects GloVe to 30)."""
 
     def __init__(self, in_dim: int, dim: int, encoder: nn.Module, layernorm: bool, input_dropout: float = 0.0,
                  rank: int | None = None) -> None:
@@ -33,24 +30,6 @@ class ModalityBranch(nn.Module):
         return self.encoder(F.relu(self.proj(self.input_dropout(self.norm(x)))), mask)
 
 
-@contextmanager
-def attention_fast_path_off() -> Iterator[None]:
-    """Attention layers in eval mode take a fused "fast path" that neither the tracer
-    (TensorBoard's graph) nor vmap (seed packs) can go through; the plain path computes
-    the same thing."""
-    enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(enabled)
-
-
-def content_mask(features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(B, T) True at real steps: MOSI pads at the front with steps that are zero in every modality."""
-    return torch.stack([x.ne(0).any(-1) for x in features.values()]).any(0)
-
-
 def per_modality(key: str, value: object, input_dims: Mapping[str, int], allowed: Callable[[object], bool],
                  expected: str, absent: object) -> dict[str, object]:
     """``model.<key>``: one value for every modality, or a value per modality (``absent`` where none)."""
@@ -62,11 +41,11 @@ def per_modality(key: str, value: object, input_dims: Mapping[str, int], allowed
 
 
 def is_rate(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
+    return is_number(v) and 0 <= v < 1
 
 
 def is_rank(v: object) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+    return v is None or (is_int(v) and v > 0)
 
 
 class MultimodalSentimentModel(nn.Module):
@@ -88,6 +67,7 @@ class MultimodalSentimentModel(nn.Module):
         unknown = [m for m in modalities if m not in input_dims]
         if unknown or not modalities or len(set(modalities)) != len(modalities):
             raise ConfigError(f"modalities {list(modalities)}: distinct names, each one of {sorted(input_dims)}")
+        positive_int("model.hidden", hidden)
         self.modalities = list(modalities)
         dropout = per_modality("input_dropout", input_dropout, input_dims, is_rate, "a rate in [0, 1)", 0.0)
         rank = per_modality("input_rank", input_rank, input_dims, is_rank, "a positive integer rank, or null", None)

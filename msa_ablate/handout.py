@@ -1,9 +1,9 @@
-"""The course handout's notebook, transcribed plainly: the yardstick the project is checked against.
+"""The course handout's notebook, transcribed plainly: the reference the trainer is checked against.
 
 Kept as the handout wrote it (a Dataset building per-sample tensors, a DataLoader, batch
 16, eager steps) so tests can hold the trainer to it and a benchmark can time it. The
 only changes: the TODOs are filled in as the handout asks; ``f1_score`` takes
-``(y_true, y_pred)`` (the handout passes them swapped, as MulT did; REFERENCE.md);
+``(y_true, y_pred)`` (the handout passes them swapped, as MulT did; docs/handout.md);
 the LSTMs' ``dropout=0.1`` is left out (inert on one layer; PyTorch warns); ``train_model``
 keeps the best state in memory instead of ``best_model.pth`` and returns the per-step losses. Nothing in the package's training path imports this module.
 """

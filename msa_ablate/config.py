@@ -1,0 +1,83 @@
+"""Schemas of the config groups whose keys are fixed (trainer, data), registered with Hydra so that
+a value of the wrong type fails at composition; and the range and cross-field rules that a type
+cannot say, checked in one place before a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
+from msa_ablate.metrics import SCORE_NAMES
+
+
+@dataclass
+class TrainerConfig:
+    """conf/trainer/: the training recipe (the handout's by default) and how a run is kept."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    select_metric: str = "Corr"  # the validation metric that picks the best epoch (MAE, loss: lowest)
+    eval_batch_size: int = 256  # evaluation only; results do not depend on it beyond float rounding
+    evaluate_test: bool = True  # false: the test split is never read (hyperparameter search)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_graph: bool = True  # the model graph in TensorBoard
+    keep_checkpoint: bool = False  # checkpoint.pt (written after every epoch) is removed once the run completes
+    pack_seeds: bool = False  # this job trains every seed in `seeds` together (a seed pack), one folder each
+    cuda_graph: bool = False  # CUDA only: each training step replayed from a CUDA graph
+
+
+@dataclass
+class SyntheticDataConfig:
+    """conf/data/synthetic.yaml: the built-in MOSI-like data."""
+
+    _target_: str = "msa_ablate.data.synthetic.make_synthetic_mosi"
+    seed: int = 0  # the data's own seed, apart from the run's
+    scale: float = 1.0  # fraction of MOSI's split sizes
+
+
+@dataclass
+class MOSIDataConfig:
+    """conf/data/mosi.yaml: a MOSI pickle."""
+
+    _target_: str = "msa_ablate.data.mosi.load_mosi"
+    path: str = MISSING
+    dims: Any = None  # {modality: dim} the file must have (null: the file's); Any, as a typed dict takes no new keys
+
+
+store = ConfigStore.instance()
+store.store(group="schema", name="trainer", node=TrainerConfig)
+store.store(group="schema", name="synthetic", node=SyntheticDataConfig)
+store.store(group="schema", name="mosi", node=MOSIDataConfig)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The rules a type cannot state; each failure is a ConfigError naming the key."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]}: a value is required (e.g. {missing[0]}=...)")
+    for group in ("trainer", "data"):  # `+trainer.epoch=3` gets past the schema: a typo all the same
+        schema = OmegaConf.get_type(cfg[group])
+        names = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else list(cfg[group])
+        for key in cfg[group]:
+            if key not in names:
+                raise ConfigError(f"{group}.{key}: no such setting{suggest(f'{group}.{key}', names)}")
+    t = cfg.trainer
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        positive_int(f"trainer.{key}", t[key])
+    positive_number("trainer.lr", t.lr)
+    one_of("trainer.select_metric", t.select_metric, SCORE_NAMES)
+    if not is_seed(cfg.seed):
+        raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")
+    if not isinstance(cfg.get("resume", True), bool):
+        raise ConfigError(f"resume={cfg.resume}: must be true or false")
+
+
+def is_seed(value: object) -> bool:
+    return is_int(value) and 0 <= value < 2**32

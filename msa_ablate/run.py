@@ -1,0 +1,103 @@
+"""One run, top to bottom: build data, model and loss from the composed config, fit, write the record.
+
+The plain path of every job. msa_ablate/jobs.py adds what a job needs around it: skipping runs
+already completed, resume, seed packs, and a record whatever happens. Free of Hydra's global
+state, so tests call it on a composed config.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from msa_ablate import records
+from msa_ablate.data import MOSIData
+from msa_ablate.models.sequences import attention_fast_path_off
+from msa_ablate.train import Callback, FitResult, fit, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_data(spec: str) -> MOSIData:
+    return instantiate(OmegaConf.create(spec), _partial_=True)()
+
+
+def load_data(cfg: DictConfig) -> MOSIData:
+    """``cfg.data``, loaded once per process (a sweep's jobs in one process share it; nothing
+    modifies it). Built as a partial and called, so that a DataError reaches the user as it is
+    (instantiate would wrap it in an InstantiationException)."""
+    return _load_data(OmegaConf.to_yaml(cfg.data, resolve=True))
+
+
+def build_model(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
+    """Initialised under the run's seed (as each member of a seed pack is, under its own)."""
+    seed_everything(cfg.seed)
+    return instantiate(cfg.model, _partial_=True)(input_dims=dims)
+
+
+def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
+              callbacks: Iterable[Callback] = ()) -> dict:
+    """Trains ``cfg`` into ``folder`` (TensorBoard events) and writes its completed record there:
+    ``record`` (what the job knows of the run: its identity), updated in place, so that a job
+    that fails still has the facts gathered so far."""
+    data = load_data(cfg).to(device)
+    model = build_model(cfg, data.dims).to(device)
+    record.update(data=data.summary(), device=str(device), n_params=sum(p.numel() for p in model.parameters()),
+                  pack_size=1)
+    log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in record["choices"].items()),
+             device, f"{record['n_params']:,}", record["data"]["sizes"])
+    with SummaryWriter(str(folder)) as writer:
+        result = fit(model, data, instantiate(cfg.loss), cfg.trainer, seed=cfg.seed, writer=writer,
+                     callbacks=callbacks)
+        finish_events(writer, cfg, record["choices"], model, data, result)
+    record.update(outcome(cfg, result))
+    records.write(folder, record)
+    return record
+
+
+def outcome(cfg: DictConfig, result: FitResult) -> dict:
+    """A completed run's part of its record; its one log line."""
+    metric = cfg.trainer.select_metric
+    log.info("seed %d: best epoch %d (valid %s %.4f); test %s", cfg.seed, result.best_epoch, metric,
+             result.valid[metric], {k: round(v, 4) for k, v in result.test.items()})
+    return {"status": "completed", "best_epoch": result.best_epoch, "select_metric": metric, "valid": result.valid,
+            "test": result.test, "train_seconds": round(result.train_seconds, 3), "history": result.history}
+
+
+def finish_events(writer: SummaryWriter, cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module,
+                  data: MOSIData, result: FitResult) -> None:
+    """The model graph (``trainer.log_graph``), and the hparams with the final metrics."""
+    if cfg.trainer.log_graph:
+        log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
+    params = {**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}}
+    metrics = {f"{split}/{k}": v for split, scores in (("best_valid", result.valid), ("test", result.test))
+               for k, v in scores.items() if math.isfinite(v)}
+    # written into the run's own event file: add_hparams would open a timestamped sub-folder,
+    # which TensorBoard then lists as a second run
+    for summary in hparams(params, metrics):
+        writer.file_writer.add_summary(summary)
+    for k, v in metrics.items():
+        writer.add_scalar(k, v)
+
+
+def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: dict[str, torch.Tensor]) -> None:
+    """The model graph for TensorBoard; a model that will not trace costs a warning, not the run."""
+    try:
+        model.eval()
+        with attention_fast_path_off(), warnings.catch_warnings():  # tracer notes: noise here
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace, used by add_graph
+            writer.add_graph(model, (dict(example),), use_strict_trace=False)
+    except Exception as e:  # tracing is best-effort: the run's results do not depend on it
+        log.warning("model graph not logged: tracing failed (%s: %s)", type(e).__name__, str(e).splitlines()[0])
