@@ -23,20 +23,35 @@ META_GROUPS = ("experiment", "hparams_search")
 
 
 def job_folders(root: Path) -> list[Path]:
-    """Every run folder under ``root`` (itself included), in a stable order. A seed pack's
-    job folder is no run itself: it holds one run per seed of its ``seeds``, in ``seed_N``,
-    whether or not that member has written its metrics.json (a killed pack's members show
-    as missing, not as nothing)."""
-    found = {p.parent for p in root.rglob("metrics.json")} | {p.parent for p in root.rglob(".hydra")}
-    found |= {job / f"seed_{seed}" for job in found for seed in _pack_seeds(job)}
-    found -= {p.parent for p in found}
+    """Every run folder under ``root`` (itself included), in a stable order: each folder with a
+    record (an earlier run's, set aside in ``previous/N/``, included), and each job Hydra started
+    that has none (a job killed or still running). A seed pack's job folder is no run itself: it
+    holds one run per seed of its ``seeds``, in ``seed_N``, whether or not that member has written
+    its record (a killed pack's members show as missing, not as nothing)."""
+    recorded = {p.parent for p in root.rglob("metrics.json")}
+    jobs = {p.parent for p in root.rglob(".hydra")}
+    packs = {job: _pack_seeds(job) for job in jobs}
+    found = recorded | {job for job in jobs if not packs[job]}
+    found |= {job / f"seed_{seed}" for job, seeds in packs.items() for seed in seeds}
     return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.relative_to(root).parts])
+
+
+def _yaml(file: Path) -> object:
+    """A YAML file's content (None where there is none); a ValueError naming the file where it cannot be read."""
+    if not file.exists():
+        return None
+    try:
+        return yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"unreadable {file} ({' '.join(str(e).split())[:160]})") from None
 
 
 def _pack_seeds(job: Path) -> list[int]:
     """The seeds a job folder trains as a seed pack (trainer.pack_seeds=true), else none."""
-    file = job / ".hydra" / "config.yaml"
-    config = yaml.safe_load(file.read_text()) if file.exists() else None
+    try:
+        config = _yaml(job / ".hydra" / "config.yaml")
+    except ValueError:
+        return []  # the job's own row says why
     return pack_seeds(config) if isinstance(config, dict) else []
 
 
@@ -48,10 +63,10 @@ def _hydra_record(folder: Path, name: str) -> Path:
 
 def resolved_config(folder: Path) -> dict:
     """The job's config (Hydra's .hydra/config.yaml) as flat dotted keys, seeds left out."""
-    file = _hydra_record(Path(folder), "config.yaml")
-    if not file.exists():
+    config = _yaml(_hydra_record(Path(folder), "config.yaml"))
+    if not isinstance(config, dict):
         return {}
-    flat = pd.json_normalize(yaml.safe_load(file.read_text()), sep=".").iloc[0].to_dict()
+    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
     return {k: v for k, v in flat.items() if k not in ("seed", "seeds")}
 
 
@@ -66,11 +81,8 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
 def _overrides(folder: Path) -> dict[str, str]:
     """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'}),
     except those that do not change what a run computes (``trainer.log_graph=false``)."""
-    file = _hydra_record(folder, "overrides.yaml")
-    if not file.exists():
-        return {}
     values = {}
-    for item in yaml.safe_load(file.read_text()) or []:
+    for item in _yaml(_hydra_record(folder, "overrides.yaml")) or []:
         key, _, value = item.lstrip("+~").partition("=")
         if "." in key and not key.startswith("hydra.") and key not in NOT_IN_IDENTITY:
             values[key] = value
@@ -79,18 +91,18 @@ def _overrides(folder: Path) -> dict[str, str]:
 
 def _choices(folder: Path) -> dict[str, str]:
     """Config group choices from Hydra's own record, for jobs that wrote no metrics.json."""
-    file = _hydra_record(folder, "hydra.yaml")
-    if not file.exists():
+    hydra = _yaml(_hydra_record(folder, "hydra.yaml"))
+    if not isinstance(hydra, dict):
         return {}
-    choices = yaml.safe_load(file.read_text())["hydra"]["runtime"]["choices"]
+    choices = hydra["hydra"]["runtime"]["choices"]
     return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
 
 
 def _seed(folder: Path) -> int | None:
     if folder.name in {f"seed_{s}" for s in _pack_seeds(folder.parent)}:  # a pack member
         return int(folder.name.removeprefix("seed_"))
-    file = _hydra_record(folder, "config.yaml")
-    return yaml.safe_load(file.read_text()).get("seed") if file.exists() else None
+    config = _yaml(_hydra_record(folder, "config.yaml"))
+    return config.get("seed") if isinstance(config, dict) else None
 
 
 def read_run(folder: Path) -> dict:
@@ -105,9 +117,14 @@ def read_run(folder: Path) -> dict:
             record = {"status": "failed", "reason": "metrics.json does not hold an object"}
     else:
         record = {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
-    row.update(record.get("choices") or _choices(folder))
-    row.update(_overrides(folder))
-    row["seed"] = record["seed"] if "seed" in record else _seed(folder)  # Hydra's record only where needed
+    if record.get("status") == "completed" and not record.get("valid"):
+        record = {**record, "status": "failed", "reason": "metrics.json says completed but holds no metrics"}
+    try:  # Hydra's record, only where the run's own does not say
+        row.update(record.get("choices") or _choices(folder))
+        row.update(_overrides(folder))
+        row["seed"] = record["seed"] if "seed" in record else _seed(folder)
+    except ValueError as e:
+        record = {**record, "status": "failed", "reason": str(e)}
     row["status"] = record.get("status", "unknown")
     row["reason"] = record.get("reason", "")
     for key in ("best_epoch", "train_seconds", "n_params", "device"):

@@ -38,23 +38,36 @@ def device_of(training: Training) -> torch.device:
     return next(iter(training.model.parameters())).device
 
 
-class Checkpoint(Callback):
-    """``path`` holds the training after each epoch, marked with ``key`` (the run's identity):
-    a checkpoint of another identity is not resumed."""
+def peek(path: Path) -> dict | None:
+    """The checkpoint at ``path`` (on the CPU), or None where there is none, or one that cannot be
+    read (then a warning naming the file: it is moved aside with the run's other files)."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        missing = {"key", "epoch", "training", "rng"} - set(payload if isinstance(payload, dict) else ())
+        if missing:
+            raise ValueError(f"no {', '.join(sorted(missing))}")
+    except Exception as e:  # a truncated or foreign file can fail in many ways; each means "not resumable"
+        detail = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        log.warning("%s: unreadable checkpoint (%s); it is moved aside and the run starts afresh", path, detail)
+        return None
+    return payload
 
-    def __init__(self, path: Path, key: str) -> None:
-        self.path, self.key = path, key
+
+class Checkpoint(Callback):
+    """Saves the training into ``path`` after each epoch, marked with ``key`` (the identity of its
+    runs); with ``resume`` (a checkpoint of the same key, from ``peek``), the training goes on from it."""
+
+    def __init__(self, path: Path, key: str, resume: dict | None = None) -> None:
+        self.path, self.key, self.resume = path, key, resume
 
     def on_fit_start(self, training: Training) -> None:
-        if not self.path.exists():
+        if self.resume is None:
             return
-        payload = torch.load(self.path, map_location=device_of(training), weights_only=False)
-        if payload["key"] != self.key:
-            log.warning("%s: checkpoint of another configuration, starting afresh", self.path)
-            return
-        training.load_state_dict(payload["training"])
-        set_rng_states(payload["rng"], device_of(training))
-        log.info("%s: resuming after epoch %d", self.path, payload["epoch"])
+        training.load_state_dict(self.resume["training"])
+        set_rng_states(self.resume["rng"], device_of(training))
+        log.info("%s: resuming after epoch %d", self.path, self.resume["epoch"])
 
     def on_epoch_end(self, training: Training) -> None:
         """Atomic, so a kill mid-write leaves the previous checkpoint intact."""

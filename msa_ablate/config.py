@@ -6,6 +6,7 @@ cannot say, checked in one place before a run starts.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ class MOSIDataConfig:
     _target_: str = "msa_ablate.data.mosi.load_mosi"
     path: str = MISSING
     dims: Any = None  # {modality: dim} the file must have (null: the file's); Any, as a typed dict takes no new keys
+    clip_labels: bool = False  # true: labels outside the range are clipped into it (counted in metrics.json)
 
 
 store = ConfigStore.instance()
@@ -77,6 +79,10 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")
     if not isinstance(cfg.get("resume", True), bool):
         raise ConfigError(f"resume={cfg.resume}: must be true or false")
+    dims = cfg.data.get("dims")
+    if dims is not None and not (isinstance(dims, Mapping) and all(is_int(d) and d > 0 for d in dims.values())):
+        raise ConfigError(f"data.dims={dims}: expected a dim per modality, e.g. "
+                          "data.dims={text:300,audio:74,vision:35}")
 
 
 def is_seed(value: object) -> bool:

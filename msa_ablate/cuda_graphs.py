@@ -4,7 +4,8 @@ On a GPU the baseline's step is a few hundred small kernels, bound by launch ove
 launched one by one from Python; captured in a CUDA graph, they are launched as one. The whole
 step is captured: gathering the batch by index from the data held on the device, forward, loss,
 backward and Adam. There is one graph per batch shape (the full batch and the ragged last one,
-so the recipe stays the handout's), and each replay gets new indices.
+so the recipe stays the handout's), captured when the shape first comes (with dropout on, as the
+trainer calls the step in training mode), and each replay gets new indices.
 
 What capture needs, and where it comes from:
 - static inputs: each step's indices are copied into a fixed tensor before the replay;
@@ -21,7 +22,7 @@ mode's, from the same distribution.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -64,33 +65,39 @@ def capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
 
 
 class GraphedStep:
-    """``step(idx) -> loss(es)``, replayed from one CUDA graph per shape of ``idx``."""
+    """``step(idx) -> loss(es)``, replayed from a CUDA graph per shape of ``idx``, each captured the
+    first time its shape comes (the full batch, then the ragged last one)."""
 
-    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], shapes: Iterable[tuple[int, ...]],
-                 model, optimizer: torch.optim.Optimizer, warmup_steps: int = 3) -> None:
-        device = next(iter(model.parameters())).device
-        self.idx = {shape: torch.zeros(shape, dtype=torch.long, device=device) for shape in shapes}
+    def __init__(self, step: Callable[[torch.Tensor], torch.Tensor], model, optimizer: torch.optim.Optimizer,
+                 warmup_steps: int = 3) -> None:
+        self.step, self.model, self.optimizer, self.warmup_steps = step, model, optimizer, warmup_steps
+        self.device = next(iter(model.parameters())).device
+        self.idx: dict[tuple[int, ...], torch.Tensor] = {}
         self.graphs: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
         self.losses: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def capture(self, shape: tuple[int, ...]) -> None:
+        idx = torch.zeros(shape, dtype=torch.long, device=self.device)
         # Capture records the current device's streams, RNG and memory pool: make the run's GPU
         # current (a sweep's job N trains on cuda:N mod the GPU count).
-        with torch.cuda.device(device):
-            side = torch.cuda.Stream(device)  # warm-up and capture off the default stream, as capture requires
-            with rewound(model, optimizer, device), warnings.catch_warnings():
+        with torch.cuda.device(self.device):
+            side = torch.cuda.Stream(self.device)  # warm-up and capture off the default stream, as capture requires
+            with rewound(self.model, self.optimizer, self.device), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*capturable.*")  # "running without capture": it is warm-up
-                side.wait_stream(torch.cuda.current_stream(device))
+                side.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(side):
-                    for _ in range(warmup_steps):
-                        for idx in self.idx.values():
-                            step(idx)
-                torch.cuda.current_stream(device).wait_stream(side)
-            for shape, idx in self.idx.items():
-                self.graphs[shape] = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graphs[shape], stream=side):
-                    self.losses[shape] = step(idx)
+                    for _ in range(self.warmup_steps):
+                        self.step(idx)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=side):
+                self.losses[shape] = self.step(idx)
+        self.idx[shape], self.graphs[shape] = idx, graph
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         shape = tuple(idx.shape)
+        if shape not in self.graphs:
+            self.capture(shape)
         self.idx[shape].copy_(idx)
         self.graphs[shape].replay()
         return self.losses[shape].clone()  # the next replay overwrites the static output
@@ -108,5 +115,4 @@ class CudaGraph(Callback):
         if device.type != "cuda":
             raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device; this run's is {device}")
         capturable(training.optimizer, device)
-        training.model.train()  # captured with dropout on
-        training.step = GraphedStep(training.step, training.batch_shapes, training.model, training.optimizer)
+        training.step = GraphedStep(training.step, training.model, training.optimizer)

@@ -6,8 +6,11 @@ whatever happens (completed, failed, interrupted).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,9 +19,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 import msa_ablate
 from msa_ablate import records
-from msa_ablate.checkpoints import Checkpoint
+from msa_ablate.checkpoints import Checkpoint, peek
 from msa_ablate.config import check_settings, is_seed
 from msa_ablate.cuda_graphs import CudaGraph
+from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.packs import train_pack
 from msa_ablate.run import train_run
@@ -61,18 +65,21 @@ def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Pat
     return runs
 
 
-def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> list[tuple[DictConfig, Path, str]]:
-    """Each run of the job with its folder and identity (config_key), once its settings are
-    checked; a bad setting found here is a ConfigError that names it, interpolations included."""
+def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> tuple[list, dict]:
+    """Each run of the job with its folder and identity, once its settings are checked, and the
+    data's fingerprint; a bad setting found here is a ConfigError naming it, interpolations included."""
     try:
         check_settings(cfg)
         if cfg.trainer.pack_seeds and "seed" in overridden:
             raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
                               "seed would train the same pack once per value (drop it, e.g. "
                               "~hydra.sweeper.params.seed for a preset)")
-        return [(member, folder, records.config_key(member)) for member, folder in member_runs(cfg, output_dir)]
+        data = fingerprint(records.resolved(cfg)["data"])
+        runs = [(member, folder, records.identity(records.resolved(member), data))
+                for member, folder in member_runs(cfg, output_dir)]
     except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist
         raise ConfigError(f"{getattr(e, 'full_key', None) or 'config'}: {str(e).splitlines()[0]}") from None
+    return runs, data
 
 
 def record_failure(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], error: UserError) -> None:
@@ -80,53 +87,100 @@ def record_failure(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]
     ``failed`` with the reason, in every folder the analysis reads as one of its runs (a seed
     pack's ``seed_N``), so it is not taken for a job killed or still running."""
     record = {"status": "failed", "reason": f"{type(error).__name__}: {error}", "choices": dict(choices),
-              "version": msa_ablate.__version__}
+              "provenance": {"msa_ablate": msa_ablate.__version__}}
     seeds = records.pack_seeds(OmegaConf.to_container(cfg, resolve=False))
     for folder in [output_dir / f"seed_{seed}" for seed in seeds] or [output_dir]:
         if records.read(folder).get("status") != "completed":  # a run completed there before: its result stays
             records.write(folder, record)
 
 
+def set_aside(folder: Path, run_identity: str, data: dict, resume: bool) -> None:
+    """Before a run starts afresh in ``folder``: what an earlier run left there (its record,
+    events, checkpoint) moves, whole, into ``folder/previous/N/``, with one line saying why."""
+    earlier = records.read(folder)
+    destination = records.move_aside(folder)
+    if destination is None:
+        return
+    before = (earlier.get("data") or {}).get("fingerprint") or {}
+    if earlier.get("identity") == run_identity:
+        why = ("resume=false: this run's earlier result runs again" if not resume else
+               f"this run's earlier attempt ({earlier.get('status')}) left no checkpoint to go on from")
+    elif "config" in earlier and records.identity(earlier["config"], data) == run_identity:
+        why = f"the data changed since (sha256 {before.get('sha256', '?')[:12]} -> {data.get('sha256', '?')[:12]})"
+    elif earlier:
+        why = f"another configuration's run ({earlier.get('status')}) was here"
+    else:
+        why = "files of an earlier attempt were here"
+    log.info("%s: %s; its files moved to %s", folder, why, destination)
+
+
+class Terminated(SystemExit):
+    """SIGTERM, which cluster schedulers send before a kill."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does (recorded as interrupted, checkpoint kept), where no
+    other handler is set (submitit sets its own, for preemption) and only in the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
             overridden: Collection[str] = ()) -> list[dict]:
     """Train one configuration (or a seed pack of it); returns the record of each run.
 
-    Exactly once: a folder that already holds its configuration's completed metrics.json
-    is kept as it is (unless ``resume=false``), and a job killed mid-way continues from
-    its last epoch's checkpoint. ``job_num`` (the job's number in a sweep) picks the GPU
-    under ``trainer.device=auto``; ``overridden``: the keys its command line sets."""
+    Exactly once: a folder that already holds its run's completed record is kept as it is (unless
+    ``resume=false``), and a job killed mid-way continues from its last epoch's checkpoint.
+    Nothing is overwritten: a run that starts afresh in a folder sets an earlier run's files
+    aside first. ``job_num`` (the job's number in a sweep) picks the GPU under
+    ``trainer.device=auto``; ``overridden``: the keys its command line sets."""
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
-        runs = job_runs(cfg, output_dir, overridden)
+        runs, data = job_runs(cfg, output_dir, overridden)
     except UserError as e:
         record_failure(cfg, output_dir, choices, e)
         raise
     resume = cfg.get("resume", True)
-    done = {folder: record for _, folder, key in runs if resume and (record := records.completed(folder, key))}
+    done = {folder: rec for _, folder, run_id in runs if resume and (rec := records.completed(folder, run_id))}
     for folder in done:
         log.info("%s: already completed, skipped (resume=false runs it again)", folder)
-    todo = [(member, folder, key) for member, folder, key in runs if folder not in done]
+    todo = [(member, folder, run_id) for member, folder, run_id in runs if folder not in done]
     if not todo:
         return list(done.values())
-    checkpoint = output_dir / "checkpoint.pt"
-    if not resume:
-        checkpoint.unlink(missing_ok=True)
-    recs = [{"seed": member.seed, "choices": dict(choices), "config_key": key, "version": msa_ablate.__version__}
-            for member, _, key in todo]
-    callbacks = [Checkpoint(checkpoint, "+".join(key for _, _, key in todo))]
-    if cfg.trainer.cuda_graph:
-        callbacks.append(CudaGraph())
+    checkpoint, key = output_dir / "checkpoint.pt", "+".join(run_id for _, _, run_id in todo)
+    saved = peek(checkpoint) if resume else None
+    if saved is None or saved["key"] != key:  # a fresh start: what is in the folders goes aside
+        saved = None
+        for folder, run_id in dict.fromkeys([(output_dir, key), *((f, i) for _, f, i in todo)]):
+            set_aside(folder, run_id, data, resume)
+    recs = [{"identity": run_id, "seed": member.seed, "choices": dict(choices), "config": records.resolved(member),
+             "data": {"fingerprint": data}} for member, _, run_id in todo]
+    callbacks = [Checkpoint(checkpoint, key, saved)] + ([CudaGraph()] if cfg.trainer.cuda_graph else [])
     try:
-        device = resolve_device(cfg.trainer.device, job_num)
-        if cfg.trainer.pack_seeds:
-            train_pack([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
-        else:
-            train_run(cfg, output_dir, device, recs[0], callbacks)
+        with sigterm_as_interrupt():
+            device = resolve_device(cfg.trainer.device, job_num)
+            for record in recs:
+                record["provenance"] = records.provenance(device)
+            if cfg.trainer.pack_seeds:
+                train_pack([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
+            else:
+                train_run(cfg, output_dir, device, recs[0], callbacks)
         if not cfg.trainer.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
-    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or a cluster's preemption (submitit exits):
-        mark(recs, todo, "interrupted", type(e).__name__)  # the events so far stay, the checkpoint resumes it
-        raise
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, SIGTERM, or a preemption (submitit exits):
+        mark(recs, todo, "interrupted", "SIGTERM" if isinstance(e, Terminated) else type(e).__name__)
+        raise  # the events so far stay, and the checkpoint resumes the run
     except BaseException as e:  # the folders must say the runs did not complete, and why
         mark(recs, todo, "failed", f"{type(e).__name__}: {e}")
         if not isinstance(e, UserError):

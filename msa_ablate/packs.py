@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -37,7 +36,7 @@ from msa_ablate.config import TrainerConfig
 from msa_ablate.data import MOSIData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
-from msa_ablate.run import build_model, finish_events, load_data, outcome
+from msa_ablate.run import build_loss, build_model, finish_events, load_data, outcome
 from msa_ablate.train import (
     Callback,
     FitResult,
@@ -46,7 +45,6 @@ from msa_ablate.train import (
     Step,
     Training,
     TrainingDiverged,
-    batch_shapes,
     gather,
     optimiser,
     predict,
@@ -241,7 +239,6 @@ def fit_pack(models: Sequence[nn.Module], data: MOSIData, loss_fn: LossFn, recip
     pack = SeedPack(models)
     optimizer, scheduler = optimiser(pack.parameters(), recipe, math.ceil(len(train) / recipe.batch_size))
     training = PackTraining(pack, optimizer, scheduler, pack_step(pack, train, loss_fn, optimizer),
-                            batch_shapes((len(seeds),), len(train), recipe.batch_size),
                             [torch.Generator().manual_seed(s) for s in seeds], [Progress() for _ in seeds],
                             [""] * len(seeds))
     start = time.perf_counter()
@@ -297,13 +294,14 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     models = [build_model(cfg, data.dims).to(device) for cfg in cfgs]
     n_params = sum(p.numel() for p in models[0].parameters())
     for record in recs:
-        record.update(data=data.summary(), device=str(device), n_params=n_params, pack_size=len(cfgs))
+        record["data"].update(data.summary())
+        record.update(device=str(device), n_params=n_params, pack_size=len(cfgs))
     log.info("%s on %s: %s params, data %s, seeds %s packed",
              ", ".join(f"{k}={v}" for k, v in recs[0]["choices"].items()), device, f"{n_params:,}",
              recs[0]["data"]["sizes"], [cfg.seed for cfg in cfgs])
     writers = [SummaryWriter(str(folder)) for folder in folders]
     try:
-        results = fit_pack(models, data, instantiate(cfgs[0].loss), cfgs[0].trainer, seeds=[c.seed for c in cfgs],
+        results = fit_pack(models, data, build_loss(cfgs[0]), cfgs[0].trainer, seeds=[c.seed for c in cfgs],
                            writers=writers, callbacks=callbacks)
         for cfg, model, writer, folder, record, result in zip(cfgs, models, writers, folders, recs, results):
             if result.diverged:

@@ -1,38 +1,82 @@
-"""A run's record, ``metrics.json``: how it is written and read, and what identifies a run.
+"""A run's record, ``metrics.json``: what identifies a run, where it came from, how the record is
+written and read, and where an earlier run's files go when a folder is reused.
 
-The app skips a job whose folder already holds its identity's completed record, and goes on from
-a checkpoint of the same identity; the analysis reads the records. Both use this module.
+The app skips a run whose folder holds its identity's completed record, and goes on from a
+checkpoint of the same identity; the analysis groups runs by the records. Both use this module.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import platform
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+import msa_ablate
 from msa_ablate.files import write_atomic
 
 FILE = "metrics.json"
-# Settings that change how a run is kept or shown, not what it computes (`seeds` lists a
-# pack's members; each member's own `seed` is in its identity).
-NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph")
+# Settings that change how a run is kept or shown, not what it computes. `seeds` lists a pack's
+# members (each member's own `seed` is in its identity); `data.path` is where the data is, and
+# the data's content is in the identity through its fingerprint.
+NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "data.path")
+OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt")  # what a run leaves in its folder
+PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
 
 
-def config_key(cfg: DictConfig) -> str:
-    """A run's identity: a digest of its resolved configuration (seed included)."""
+def resolved(cfg: DictConfig) -> dict:
+    """The run's config, interpolations resolved, as plain containers (Hydra's own node left out)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
+    return plain
+
+
+def identity(config: Mapping, data: Mapping) -> str:
+    """A digest of what a run computes: its resolved ``config`` (less NOT_IN_IDENTITY) and its
+    ``data`` fingerprint (less where the file is)."""
+    plain = json.loads(json.dumps(config, default=str))
     for dotted in NOT_IN_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = plain
         for name in parents:
             node = node.get(name, {})
         node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    content = {k: v for k, v in data.items() if k != "file"}
+    return hashlib.sha256(json.dumps([plain, content], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The git commit the package runs from (and whether it has uncommitted changes), where it
+    runs from a checkout of its own; None otherwise."""
+    root = Path(msa_ablate.__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if git("rev-parse", "--show-toplevel") != str(root):  # not a checkout, or someone else's
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def provenance(device: torch.device) -> dict:
+    """The code, libraries and machine a run ran on."""
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    return {"msa_ablate": msa_ablate.__version__, **code_version(), "python": platform.python_version(),
+            "torch": torch.__version__, "hydra": hydra.__version__, "device": name}
 
 
 def pack_seeds(config: Mapping) -> list[int]:
@@ -66,12 +110,28 @@ def read(folder: Path) -> dict:
     """The folder's record; empty where there is none (or it is unreadable)."""
     try:
         record = json.loads((folder / FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
 
 
-def completed(folder: Path, key: str) -> dict | None:
-    """The folder's record if it holds this very configuration, completed."""
+def completed(folder: Path, run_identity: str) -> dict | None:
+    """The folder's record if it holds this very run, completed."""
     record = read(folder)
-    return record if record.get("status") == "completed" and record.get("config_key") == key else None
+    return record if record.get("status") == "completed" and record.get("identity") == run_identity else None
+
+
+def move_aside(folder: Path) -> Path | None:
+    """Moves the outputs an earlier run left in ``folder`` (record, events, checkpoint) into
+    ``folder/previous/N/`` (N: the next free number), whole; None where there were none."""
+    found = [p for pattern in OUTPUTS for p in sorted(folder.glob(pattern))]
+    if not found:
+        return None
+    n = 1
+    while (folder / PREVIOUS / str(n)).exists():
+        n += 1
+    destination = folder / PREVIOUS / str(n)
+    destination.mkdir(parents=True)
+    for path in found:
+        path.rename(destination / path.name)
+    return destination

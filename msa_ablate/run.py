@@ -8,6 +8,7 @@ state, so tests call it on a composed config.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import warnings
@@ -22,6 +23,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from msa_ablate import records
 from msa_ablate.data import MOSIData
+from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.models.sequences import attention_fast_path_off
 from msa_ablate.train import Callback, FitResult, fit, seed_everything
 
@@ -29,21 +31,27 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_data(spec: str) -> MOSIData:
+def _load_data(spec: str, content: str) -> MOSIData:
     return instantiate(OmegaConf.create(spec), _partial_=True)()
 
 
 def load_data(cfg: DictConfig) -> MOSIData:
-    """``cfg.data``, loaded once per process (a sweep's jobs in one process share it; nothing
-    modifies it). Built as a partial and called, so that a DataError reaches the user as it is
-    (instantiate would wrap it in an InstantiationException)."""
-    return _load_data(OmegaConf.to_yaml(cfg.data, resolve=True))
+    """``cfg.data``, loaded once per process for each content (a sweep's jobs in one process
+    share it; nothing modifies it). Built as a partial and called, so that a DataError reaches the
+    user as it is (instantiate would wrap it in an InstantiationException)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(data)))
 
 
 def build_model(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
     """Initialised under the run's seed (as each member of a seed pack is, under its own)."""
     seed_everything(cfg.seed)
     return instantiate(cfg.model, _partial_=True)(input_dims=dims)
+
+
+def build_loss(cfg: DictConfig) -> torch.nn.Module:
+    """A partial called, as in load_data, so a ConfigError from the loss reaches the user as it is."""
+    return instantiate(cfg.loss, _partial_=True)()
 
 
 def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
@@ -53,12 +61,12 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
     that fails still has the facts gathered so far."""
     data = load_data(cfg).to(device)
     model = build_model(cfg, data.dims).to(device)
-    record.update(data=data.summary(), device=str(device), n_params=sum(p.numel() for p in model.parameters()),
-                  pack_size=1)
+    record["data"].update(data.summary())
+    record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), pack_size=1)
     log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in record["choices"].items()),
              device, f"{record['n_params']:,}", record["data"]["sizes"])
     with SummaryWriter(str(folder)) as writer:
-        result = fit(model, data, instantiate(cfg.loss), cfg.trainer, seed=cfg.seed, writer=writer,
+        result = fit(model, data, build_loss(cfg), cfg.trainer, seed=cfg.seed, writer=writer,
                      callbacks=callbacks)
         finish_events(writer, cfg, record["choices"], model, data, result)
     record.update(outcome(cfg, result))

@@ -83,7 +83,6 @@ class Training:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     step: Step
-    batch_shapes: set[tuple[int, ...]]  # of the index tensors ``step`` is called with
     order: torch.Generator  # the batch order: a stream of its own, apart from initialisation and dropout
     progress: Progress
 
@@ -139,11 +138,6 @@ def optimiser(parameters: Iterable[torch.Tensor], recipe: TrainerConfig, batches
     """Adam and the cosine schedule, stepped every batch."""
     optimizer = torch.optim.Adam(parameters, lr=recipe.lr)
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs * batches)
-
-
-def batch_shapes(leading: tuple[int, ...], n: int, batch_size: int) -> set[tuple[int, ...]]:
-    """The shapes of an epoch's index tensors: full batches, and the ragged last one."""
-    return {(*leading, min(batch_size, n - start)) for start in range(0, n, batch_size)}
 
 
 def train_step(model: Callable, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> Step:
@@ -213,8 +207,7 @@ def fit(model: nn.Module, data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig
     train, valid = data.splits["train"], data.splits["valid"]
     optimizer, scheduler = optimiser(model.parameters(), recipe, math.ceil(len(train) / recipe.batch_size))
     training = Training(model, optimizer, scheduler, train_step(model, train, loss_fn, optimizer),
-                        batch_shapes((), len(train), recipe.batch_size), torch.Generator().manual_seed(seed),
-                        Progress())
+                        torch.Generator().manual_seed(seed), Progress())
     start = time.perf_counter()
     for callback in callbacks:
         callback.on_fit_start(training)

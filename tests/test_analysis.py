@@ -236,3 +236,21 @@ def test_a_real_tiny_sweep(tmp_path):
     table = compare(load_runs([sweep]))
     assert list(table.n) == [2, 2] and set(table.index) == {"baseline", "loss=l1"}
     assert (sweep / "plots" / "curves_loss.png").stat().st_size > 5000
+
+
+def test_an_unreadable_hydra_record_is_a_failed_row_with_its_reason(sweep):
+    (sweep / "0" / "metrics.json").unlink()  # the job's own record gone: Hydra's is read, and it is garbage
+    (sweep / "0" / ".hydra" / "config.yaml").write_text("seed: [unclosed\n")
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("- {{{\n")
+    runs = load_runs([sweep])
+    row = runs[runs.path.str.endswith("/0")].iloc[0]
+    assert row.status == "failed" and row.reason.startswith("unreadable ") and ".hydra/overrides.yaml" in row.reason
+    assert len(runs) == 15
+
+
+def test_a_completed_record_without_metrics_is_a_failed_row_not_counted(sweep):
+    (sweep / "1" / "metrics.json").write_text(json.dumps({"status": "completed", "seed": 2, "choices": BASE}))
+    runs = load_runs([sweep])
+    row = runs[runs.path.str.endswith("/1")].iloc[0]
+    assert row.status == "failed" and "holds no metrics" in row.reason
+    assert compare(runs).loc["baseline", "n"] == 4  # seed 2 of mse is not counted as a run

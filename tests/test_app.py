@@ -1,6 +1,8 @@
 """The command line as a user runs it: `python -m msa_ablate`, its outputs and its errors."""
 
+import gzip
 import json
+import os
 import pickle
 
 import pytest
@@ -40,7 +42,9 @@ def test_one_run_writes_metrics_and_tensorboard(tmp_path):
     assert record["n_params"] == 582_067 and record["device"] == "cpu" and record["train_seconds"] > 0
     assert record["data"]["sizes"] == {"train": 64, "valid": 11, "test": 34}
     assert record["data"]["nonfinite_cells"]["train"]["audio"] > 0
-    assert record["version"]
+    assert record["identity"] and record["config"]["seed"] == 7 and record["config"]["trainer"]["epochs"] == 2
+    assert record["data"]["fingerprint"] == {"generator": "msa_ablate.data.synthetic.make_synthetic_mosi", "version": 1}
+    assert set(record["provenance"]) == {"msa_ablate", "git_commit", "git_dirty", "python", "torch", "hydra", "device"}
 
     events = list(out.glob("events.out.tfevents.*"))
     assert len(events) == 1 and not [p for p in out.iterdir() if p.is_dir() and p.name != ".hydra"]
@@ -58,8 +62,9 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     result = main("-m", *TINY, "trainer.log_graph=false", "seed=1,2", f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
-    seeds = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["seed"] for i in range(2))
-    assert seeds == [1, 2] and not (sweep / "2").exists()
+    folders = sorted(p.name for p in sweep.iterdir() if p.is_dir())  # named after each job's overrides
+    assert folders == [f"data.scale=0.05,seed={s},trainer.device=cpu,trainer.epochs=1" for s in (1, 2)]
+    assert [json.loads((sweep / f / "metrics.json").read_text())["seed"] for f in folders] == [1, 2]
     assert (sweep / "multirun.yaml").exists()
     assert f"{sweep}: 2 jobs, 2 completed, 0 skipped (completed before), 0 failed" in result.stdout
 
@@ -107,6 +112,13 @@ def one_error_line(stderr: str) -> str:
     (["data.scale=0.05", "fusion=cross_attention", "modalities=t"], "fusion=cross_attention"),
     (["data.scale=0.05", "+trainer.epoch=3"], "trainer.epoch: no such setting; did you mean trainer.epochs?"),
     (["data=mosi", "data.path=/x.pkl", "data.dims=abc"], "data.dims=abc: expected a dim per modality"),
+    (["data.scale=0.05", "trainer.lr=inf"], "trainer.lr=inf: must be a positive (finite) number"),
+    (["data.scale=0.05", "resume=maybe"], "resume=maybe: must be true or false"),
+    (["data.scale=0.05", "loss=huber", "loss.delta=-1"], "loss.delta=-1: must be a positive (finite) number"),
+    (["data.scale=0.05", "encoder.num_layers=0"], "encoder.num_layers=0: must be a positive integer"),
+    (["data.scale=0.05", "encoder.dropout=1.5"], "encoder.dropout=1.5: must be a number in [0, 1)"),
+    (["data.scale=0.05", "model.hidden=0"], "model.hidden=0: must be a positive integer"),
+    (["data.scale=0.05", "head=mlp", "head.hidden=0"], "head.hidden=0: must be a positive integer"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
     result = main(*TINY_TRAINER, *args, f"hydra.run.dir={tmp_path / 'run'}")
@@ -141,6 +153,67 @@ def test_errors_keep_their_contract_in_a_process_of_its_own(tmp_path):
         assert proc.returncode == 2 and message in one_error_line(proc.stderr)
 
 
+def bad_file(tmp_path, case: str):
+    """A data path that is no usable MOSI file, as a user may pass one."""
+    raw = synthetic_arrays(scale=0.05)
+    if case == "a folder":
+        return tmp_path
+    if case == "a device":
+        return "/dev/null"
+    if case == "gzip":
+        path = tmp_path / "mosi.pkl.gz"
+        path.write_bytes(gzip.compress(pickle.dumps(raw)))
+        return path
+    if case == "labels outside the range":
+        raw["train"]["labels"][3] = 4.5
+    if case == "true/false labels":
+        raw["valid"]["labels"] = raw["valid"]["labels"] > 0
+    if case == "complex features":
+        raw["test"]["audio"] = raw["test"]["audio"] * 1j
+    if case == "steps differ between splits":
+        raw["test"] = {k: v[:, 5:] if k in ("text", "audio", "vision") else v for k, v in raw["test"].items()}
+    path = tmp_path / "mosi.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize("case,message", [
+    ("a folder", "a folder, not a data file"),
+    ("a device", "/dev/null: not a regular file"),
+    ("gzip", "a gzip-compressed file; decompress it (gunzip -k "),
+    ("labels outside the range", "['train']['labels']: 1 label(s) outside [-3.0, 3.0], first 4.5; "
+                                 "data.clip_labels=true"),
+    ("true/false labels", "['valid']['labels']: labels must be real numbers, these are bool (true/false)"),
+    ("complex features", "['test']['audio']: complex numbers, not real features"),
+    ("steps differ between splits", "['test']: 45 steps per clip, but the train split has 50"),
+])
+def test_a_bad_data_file_is_one_line_and_exit_2(tmp_path, case, message):
+    path = bad_file(tmp_path, case)
+    result = main(*TINY_TRAINER, "data=mosi", f"data.path={path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2 and message in one_error_line(result.stderr)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_clipping_labels_is_asked_for_and_recorded(tmp_path):
+    path = bad_file(tmp_path, "labels outside the range")
+    result = main(*TINY_TRAINER, "data=mosi", f"data.path={path}", "data.clip_labels=true",
+                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["config"]["data"]["clip_labels"] is True
+    assert record["data"]["clipped_labels"] == {"train": 1, "valid": 0, "test": 0}
+
+
+def test_an_output_folder_that_cannot_be_written(tmp_path):
+    """A read-only place (/sys refuses even root, which CI runs as): one line, exit 2, before anything runs."""
+    folder = "/sys/msa_ablate_test/run" if os.geteuid() == 0 else str(tmp_path / "read_only" / "run")
+    if os.geteuid() != 0:
+        (tmp_path / "read_only").mkdir(mode=0o555)
+    result = main(*TINY, f"hydra.run.dir={folder}")
+    assert result.code == 2
+    assert one_error_line(result.stderr).startswith(f"msa_ablate: error: hydra.run.dir={folder}: cannot write there (")
+
+
 def test_dims_that_disagree_with_the_config(tmp_path, mult_pickle):
     result = main(*TINY_TRAINER, "data=mosi", f"data.path={mult_pickle}", "data.dims={text:300,audio:74,vision:35}",
                   f"hydra.run.dir={tmp_path / 'run'}")
@@ -154,7 +227,7 @@ def test_an_output_folder_that_is_a_file(tmp_path, mode):
     """Hydra would fail making the folder, with a traceback; the check says which key and file."""
     blocker = tmp_path / "taken"
     blocker.write_text("")
-    args = ["hydra.run.dir=" + str(blocker)] if mode == "run" else ["-m", "seed=1,2", f"hydra.sweep.dir={blocker}/sweep"]
+    args = [f"hydra.run.dir={blocker}"] if mode == "run" else ["-m", "seed=1,2", f"hydra.sweep.dir={blocker}/sweep"]
     result = main(*args, *TINY)
     assert result.code == 2
     key = "hydra.run.dir" if mode == "run" else "hydra.sweep.dir"

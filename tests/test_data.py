@@ -7,6 +7,7 @@ values or modality strengths: only the structure docs/handout.md promises.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import pickle
@@ -359,6 +360,11 @@ INVALID = [
     ("dims_differ_between_splits", _set("test", "vision", lambda x: x[..., :20]), ["'test'", "'vision'"]),
     ("steps_differ_between_modalities", _set("valid", "audio", lambda x: x[:, 10:]),
      ["'valid'", "'audio': 40", "steps"]),
+    ("steps_differ_between_splits", lambda raw: {**raw, "test": {k: v[:, 10:] if k in MODALITIES else v
+                                                                 for k, v in raw["test"].items()}},
+     ["'test'", "40 steps per clip, but the train split has 50"]),
+    ("labels_are_booleans", _set("train", "labels", lambda y: y > 0), ["'train'", "'labels'", "bool", "true/false"]),
+    ("complex_features", _set("valid", "vision", lambda x: x + 1j), ["'valid'", "'vision'", "complex numbers"]),
 ]
 
 
@@ -389,18 +395,31 @@ def test_missing_file(tmp_path):
 def test_directory_is_not_a_file(tmp_path):
     with pytest.raises(DataError) as info:
         load_mosi(str(tmp_path))
-    _check_data_error(info.value, str(tmp_path), [])
+    _check_data_error(info.value, str(tmp_path), ["a folder, not a data file"])
+
+
+def test_a_device_is_not_a_file():
+    with pytest.raises(DataError) as info:
+        load_mosi("/dev/null")
+    _check_data_error(info.value, "/dev/null", ["not a regular file"])
+
+
+def test_a_gzip_compressed_pickle_says_how_to_open_it(tmp_path, raw):
+    path = tmp_path / "mosi.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps(raw)))
+    with pytest.raises(DataError) as info:
+        load_mosi(str(path))
+    _check_data_error(info.value, str(path), ["gzip-compressed", f"gunzip -k {path}"])
 
 
 @pytest.mark.parametrize(
     "content",
     [
         np.random.default_rng(0).bytes(256),  # random bytes
-        b"",                                   # empty file
         b"hello world\n",                      # a text file
         b"\x80\x04\x8d" + b"\xff" * 7 + b"\x7f",  # a truncated protocol-4 pickle
     ],
-    ids=["random", "empty", "text", "truncated"],
+    ids=["random", "text", "truncated"],
 )
 def test_not_a_pickle(tmp_path, content):
     path = tmp_path / "garbage.pkl"
@@ -436,18 +455,24 @@ def test_mixed_type_keys_still_data_error(raw):
         from_arrays(raw, source="in-memory")
 
 
-def test_labels_outside_range_warn_and_load(tmp_path, raw, caplog):
+def test_an_empty_file_is_not_a_data_file(tmp_path):
+    path = tmp_path / "empty.pkl"
+    path.write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        load_mosi(str(path))
+    _check_data_error(info.value, str(path), ["an empty file"])
+
+
+def test_labels_outside_the_range_are_refused_unless_clipping_is_asked_for(tmp_path, raw):
     raw["valid"]["labels"][0] = 3.5
     raw["valid"]["labels"][1] = -4.0
     path = _dump(raw, tmp_path / "mosi.pkl")
-    with caplog.at_level(logging.WARNING, logger="msa_ablate.data"):
-        data = load_mosi(path)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    msg = warnings[0].getMessage()
-    assert "'valid'" in msg and "2 label(s)" in msg and "[-3, 3]" in msg
-    assert data.splits["valid"].labels[0] == 3.5  # kept as is, not clipped
-    assert data.splits["valid"].labels[1] == -4.0
+    with pytest.raises(DataError) as info:
+        load_mosi(path)
+    _check_data_error(info.value, path, ["'valid'", "2 label(s) outside [-3.0, 3.0]", "data.clip_labels=true"])
+    data = load_mosi(path, clip_labels=True)
+    assert data.splits["valid"].labels[:2].tolist() == [3.0, -3.0]
+    assert data.summary()["clipped_labels"] == {"train": 0, "valid": 2, "test": 0}
 
 
 def test_labels_inside_range_no_warning(tmp_path, raw, caplog):

@@ -112,7 +112,8 @@ def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
     runs = load_runs([sweep])
     assert len(runs) == 6 and set(runs.status) == {"completed"}
     assert sorted(runs.groupby("loss").seed.apply(sorted).tolist()) == [[1, 2, 3], [1, 2, 3]]
-    record = json.loads((sweep / "1" / "seed_2" / "metrics.json").read_text())
+    [job] = [p for p in sweep.iterdir() if "loss=l1" in p.name]
+    record = json.loads((job / "seed_2" / "metrics.json").read_text())
     assert record["choices"]["loss"] == "l1" and record["seed"] == 2
 
 

@@ -3,6 +3,7 @@ failures are recorded without stopping the sweep."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,9 +35,11 @@ def test_a_completed_job_is_skipped_unless_resume_false(tmp_path):
     stamp = (tmp_path / "metrics.json").stat().st_mtime_ns
     assert run_tiny(tmp_path, *FAST) == first
     assert (tmp_path / "metrics.json").stat().st_mtime_ns == stamp
-    run_tiny(tmp_path, *FAST, "seed=3")  # another configuration in the folder: it runs
+    run_tiny(tmp_path, *FAST, "seed=3")  # another configuration in the folder: it runs, the first is set aside
     assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 3
-    run_tiny(tmp_path, *FAST, "seed=3", "resume=false")
+    assert json.loads((tmp_path / "previous" / "1" / "metrics.json").read_text()) == first
+    run_tiny(tmp_path, *FAST, "seed=3", "resume=false")  # runs again; the earlier seed-3 result is kept too
+    assert [json.loads((tmp_path / "previous" / n / "metrics.json").read_text())["seed"] for n in "12"] == [42, 3]
     assert (tmp_path / "metrics.json").stat().st_mtime_ns != stamp
 
 
@@ -80,8 +83,9 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     [error] = result.stderr.splitlines()  # the failed job, named in one line; no traceback
     assert error.startswith("msa_ablate: error: job 0 (") and "fusion=cross_attention needs two modalities" in error
     assert result.stdout.strip().splitlines()[-1].startswith(f"{sweep}: 2 jobs, 1 completed, 0 skipped")
-    status = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(2)]
-    assert status == ["failed", "completed"]
+    status = {re.search(r"modalities=\w+", p.parent.name)[0]: json.loads(p.read_text())["status"]
+              for p in sweep.glob("*/metrics.json")}
+    assert status == {"modalities=t": "failed", "modalities=tva": "completed"}
 
 
 def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
@@ -93,20 +97,20 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    job = {seed: sweep / f"data.scale=0.05,seed={seed},trainer.device=cpu,trainer.epochs=8" for seed in (1, 2, 3)}
     deadline = time.monotonic() + 300
-    while not (sweep / "1" / "checkpoint.pt").exists():
+    while not (job[2] / "checkpoint.pt").exists():
         assert time.monotonic() < deadline and proc.poll() is None, "job 1 never checkpointed"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
-    assert before == ["0"]  # job 0 done, job 1 killed mid-way, job 2 never started
-    stamp = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+    assert [p.parent for p in sweep.glob("*/metrics.json")] == [job[1]]  # job 1 killed mid-way, job 2 never started
+    stamp = (job[1] / "metrics.json").stat().st_mtime_ns
 
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    records = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
-    assert [r["status"] for r in records] == ["completed"] * 3
-    assert sorted(r["seed"] for r in records) == [1, 2, 3]
-    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == stamp  # skipped, not re-run
-    assert not list(sweep.glob("*/checkpoint.pt"))
+    assert again.stdout.strip().splitlines()[-1].startswith(f"{sweep}: 3 jobs, 2 completed, 1 skipped (completed before)")
+    records = [json.loads((job[seed] / "metrics.json").read_text()) for seed in (1, 2, 3)]
+    assert [r["status"] for r in records] == ["completed"] * 3 and [r["seed"] for r in records] == [1, 2, 3]
+    assert (job[1] / "metrics.json").stat().st_mtime_ns == stamp  # skipped, not re-run
+    assert not list(sweep.glob("*/checkpoint.pt")) and not list(sweep.glob("*/previous"))  # resumed, not redone

@@ -3,18 +3,23 @@
 - ``one_at_a_time``: factors varied alone, every other at its default, each crossed with what
   ``params`` and the command line sweep. ``fusion: glob(*)`` there takes every option that
   conf/fusion/ has when the sweep starts: a fusion added to the config group joins the study.
+- Each job's folder is named after its own overrides (``encoder=gru,seed=1``), not numbered: a
+  sweep run again into the same folder with other values adds folders beside the earlier ones,
+  and TensorBoard lists the runs by what they are.
 - ``dry_run=true`` lists the jobs and runs none.
 - Every job's composition is checked before the sweep folder exists, and the sweep ends with one
   line: its folder, how many jobs completed, were skipped (already completed) or failed, and the
   command that tabulates it; non-zero exit if any failed, each failure named in one line.
 """
 
+import hashlib
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+from urllib.parse import quote
 
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -36,6 +41,31 @@ class StudySweeperConf:
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="msa_ablate", node=StudySweeperConf, provider="msa_ablate")
+
+
+# Overrides that say how a job is launched or kept, not what it is: left out of its folder's name.
+NOT_IN_FOLDER_NAME = ("experiment", "hparams_search", "resume", "seeds", "trainer.log_graph", "trainer.keep_checkpoint")
+
+
+def folder_name(job: List[str]) -> str:
+    """The job's own overrides, sorted, as one folder name: ``encoder=gru,seed=1`` (``defaults``
+    for none); characters a path or Hydra would read otherwise are %-escaped, and a name over
+    120 characters is cut, with a digest of the whole."""
+    kept = sorted(o for o in job if o.split("=")[0].lstrip("+~") not in NOT_IN_FOLDER_NAME)
+    name = quote(",".join(kept), safe="=,._-+~:[]{}@") or "defaults"
+    return name if len(name) <= 120 else f"{name[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def with_folders(jobs: List[List[str]]) -> List[List[str]]:
+    """Each job with its folder (``hydra.sweep.subdir``); a name taken twice gets the job's number."""
+    seen: set = set()
+    named = []
+    for i, job in enumerate(jobs):
+        name = folder_name(job)
+        name = name if name not in seen else f"{name}%23{i}"
+        seen.add(name)
+        named.append([*job, f"hydra.sweep.subdir='{name}'"])
+    return named
 
 
 class StudySweeper(BasicSweeper):
@@ -80,6 +110,7 @@ class StudySweeper(BasicSweeper):
                 print(f"{i}: {' '.join(job) or '(defaults)'}")
             print(f"{len(jobs)} jobs (dry run: none launched)")
             return []
+        jobs = with_folders(jobs)
         self.validate_batch_is_legal(jobs)  # a typo fails here, before the sweep folder exists
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +133,7 @@ class StudySweeper(BasicSweeper):
         skipped = [r for r in returns if r.status == JobStatus.COMPLETED and not ran_since(r, start)]
         for r in failed:
             reason = " ".join(f"{type(r._return_value).__name__}: {r._return_value}".split())  # one line
-            print(f"msa_ablate: error: job {r.hydra_cfg.hydra.job.num} ({' '.join(r.overrides) or 'defaults'}): "
+            print(f"msa_ablate: error: job {r.hydra_cfg.hydra.job.num} ({r.hydra_cfg.hydra.runtime.output_dir}): "
                   f"{reason}", file=sys.stderr)
         print(f"{sweep_dir}: {len(returns)} jobs, {len(returns) - len(failed) - len(skipped)} completed, "
               f"{len(skipped)} skipped (completed before), {len(failed)} failed in {duration(time.time() - start)}; "

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("text", "audio", "vision")
 SPLITS = ("train", "valid", "test")
+LABEL_RANGE = (-3.0, 3.0)  # MOSI's
 
 
 @dataclass
@@ -39,14 +40,15 @@ class MOSIData:
     splits: dict[str, Split]
     nonfinite_cells: dict[str, dict[str, int]]  # split -> modality -> cells set to 0
     source: str
+    clipped_labels: dict[str, int] | None = None  # split -> labels clipped into the range (data.clip_labels)
 
     @property
     def dims(self) -> dict[str, int]:
         return {m: x.shape[-1] for m, x in self.splits["train"].features.items()}
 
     def to(self, device: torch.device | str) -> MOSIData:
-        return MOSIData({s: d.to(device) for s, d in self.splits.items()},
-                        self.nonfinite_cells, self.source)
+        return MOSIData({s: d.to(device) for s, d in self.splits.items()}, self.nonfinite_cells, self.source,
+                        self.clipped_labels)
 
     def summary(self) -> dict:
         """What a run records about its data in metrics.json."""
@@ -56,10 +58,12 @@ class MOSIData:
             "dims": self.dims,
             "steps": next(iter(self.splits["train"].features.values())).shape[1],
             "nonfinite_cells": self.nonfinite_cells,
+            **({"clipped_labels": self.clipped_labels} if self.clipped_labels is not None else {}),
         }
 
 
-def _labels(split: Mapping, where: str) -> np.ndarray:
+def _labels(split: Mapping, where: str, clip: bool) -> tuple[np.ndarray, int]:
+    """The split's labels as (N,) float32, and how many were clipped into [-3, 3] (``clip``)."""
     key = "labels" if "labels" in split else "regression_labels" if "regression_labels" in split else None
     if key is None:
         raise DataError(f"{where}: no 'labels' or 'regression_labels' key (has {sorted(map(str, split))})")
@@ -67,24 +71,31 @@ def _labels(split: Mapping, where: str) -> np.ndarray:
     n = raw.shape[0] if raw.ndim else 0
     if raw.ndim == 0 or raw.size != n:  # (N,), (N, 1) and (N, 1, 1) all hold one label per clip
         raise DataError(f"{where}['{key}']: expected one label per sample, got shape {raw.shape}")
-    try:
-        labels = raw.reshape(n).astype(np.float32)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{where}['{key}']: labels are not numbers ({e})") from None
+    if raw.dtype.kind not in "iuf":
+        raise DataError(f"{where}['{key}']: labels must be real numbers, these are {raw.dtype} "
+                        f"({'true/false' if raw.dtype.kind == 'b' else 'not sentiment scores'})")
+    labels = raw.reshape(n).astype(np.float32)
     bad = ~np.isfinite(labels)
     if bad.any():
         raise DataError(f"{where}['{key}']: {bad.sum()} non-finite label(s), first at index {np.argmax(bad)}")
-    if np.abs(labels).max(initial=0) > 3:
-        log.warning("%s['%s']: %d label(s) outside [-3, 3]", where, key, int((np.abs(labels) > 3).sum()))
-    return labels
+    outside = int((np.abs(labels) > LABEL_RANGE[1]).sum())
+    if outside and not clip:
+        raise DataError(f"{where}['{key}']: {outside} label(s) outside {list(LABEL_RANGE)}, first "
+                        f"{labels[np.argmax(np.abs(labels) > LABEL_RANGE[1])]:g}; data.clip_labels=true clips them")
+    return np.clip(labels, *LABEL_RANGE), outside
 
 
 def _features(split: Mapping, modality: str, n: int, where: str) -> tuple[np.ndarray, int]:
     if modality not in split:
         raise DataError(f"{where}: missing key '{modality}' (has {sorted(map(str, split))})")
     try:
-        x = np.array(split[modality], dtype=np.float32)  # a copy: the caller's arrays stay as they were
+        raw = np.asarray(split[modality])
+        if raw.dtype.kind == "c":  # float32 would drop the imaginary parts with only a warning
+            raise DataError(f"{where}['{modality}']: complex numbers, not real features")
+        x = raw.astype(np.float32)  # a copy: the caller's arrays stay as they were
     except (TypeError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
         raise DataError(f"{where}['{modality}']: not a numeric array ({e})") from None
     if x.ndim != 3:
         raise DataError(f"{where}['{modality}']: expected rank 3 (samples, steps, dims), got shape {x.shape}")
@@ -95,26 +106,31 @@ def _features(split: Mapping, modality: str, n: int, where: str) -> tuple[np.nda
     return x, int(bad.sum())
 
 
-def from_arrays(raw: object, source: str) -> MOSIData:
-    """Validate a ``{split: {key: array}}`` mapping, zero its non-finite cells, hold it as tensors."""
+def from_arrays(raw: object, source: str, clip_labels: bool | None = None) -> MOSIData:
+    """Validate a ``{split: {key: array}}`` mapping, zero its non-finite cells, hold it as tensors.
+    A label outside the range is an error, unless ``clip_labels`` (then clipped, and counted)."""
     if not isinstance(raw, Mapping):
         raise DataError(f"{source}: expected a dict of splits {SPLITS}, got {type(raw).__name__}")
-    splits, counts, dims = {}, {}, None
+    splits, counts, clipped, dims, steps = {}, {}, {}, None, None
     for name in SPLITS:
         where = f"{source}[{name!r}]"
         if name not in raw:
             raise DataError(f"{source}: missing split '{name}' (has {sorted(map(str, raw))})")
         if not isinstance(raw[name], Mapping):
             raise DataError(f"{where}: expected a dict of arrays, got {type(raw[name]).__name__}")
-        labels = _labels(raw[name], where)
+        labels, clipped[name] = _labels(raw[name], where, bool(clip_labels))
         if len(labels) < 2:
             raise DataError(f"{where}: {len(labels)} sample(s); a split needs 2 or more")
         features, counts[name] = {}, {}
         for m in MODALITIES:
             features[m], counts[name][m] = _features(raw[name], m, len(labels), where)
-        steps = {m: x.shape[1] for m, x in features.items()}
-        if len(set(steps.values())) != 1:
-            raise DataError(f"{where}: modalities are not aligned, steps per modality {steps}")
+        split_steps = {m: x.shape[1] for m, x in features.items()}
+        if len(set(split_steps.values())) != 1:
+            raise DataError(f"{where}: modalities are not aligned, steps per modality {split_steps}")
+        if steps is not None and split_steps != steps:
+            raise DataError(f"{where}: {next(iter(split_steps.values()))} steps per clip, but the train split has "
+                            f"{next(iter(steps.values()))}")
+        steps = split_steps
         split_dims = {m: x.shape[2] for m, x in features.items()}
         if dims is not None and split_dims != dims:
             raise DataError(f"{where}: feature dims {split_dims} differ from the train split's {dims}")
@@ -123,4 +139,4 @@ def from_arrays(raw: object, source: str) -> MOSIData:
     for name, c in counts.items():
         if any(c.values()):
             log.info("%s[%r]: set non-finite cells to 0: %s", source, name, c)
-    return MOSIData(splits, counts, source)
+    return MOSIData(splits, counts, source, clipped if clip_labels is not None else None)
