@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import hydra
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -34,7 +35,7 @@ def main(cfg: DictConfig) -> float:
     try:
         overridden = {o.lstrip("+~").split("=")[0] for o in OmegaConf.to_container(hc.overrides.task)}
         records = run_job(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0,
-                          overridden=overridden)
+                          overridden=overridden, default=compose("config", return_hydra_config=True))
     except UserError as e:
         if hc.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the failed job, runs the rest, and names it at the end

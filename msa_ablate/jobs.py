@@ -137,14 +137,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
-            overridden: Collection[str] = ()) -> list[dict]:
+            overridden: Collection[str] = (), default: DictConfig | None = None) -> list[dict]:
     """Train one configuration (or a seed pack of it); returns the record of each run.
 
     Exactly once: a folder that already holds its run's completed record is kept as it is (unless
     ``resume=false``), and a job killed mid-way continues from its last epoch's checkpoint.
     Nothing is overwritten: a run that starts afresh in a folder sets an earlier run's files
     aside first. ``job_num`` (the job's number in a sweep) picks the GPU under
-    ``trainer.device=auto``; ``overridden``: the keys its command line sets."""
+    ``trainer.device=auto``; ``overridden``: the keys its command line sets; ``default``: the
+    config ``python -m msa_ablate`` composes with no overrides (Hydra's node included), which
+    each record says what its run changes from."""
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         runs, data = job_runs(cfg, output_dir, overridden)
@@ -164,7 +166,9 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         saved = None
         for folder, run_id in dict.fromkeys([(output_dir, key), *((f, i) for _, f, i in todo)]):
             set_aside(folder, run_id, data, resume)
+    base = (records.resolved(default), default.hydra.runtime.choices) if default is not None else None
     recs = [{"identity": run_id, "seed": member.seed, "choices": dict(choices), "config": records.resolved(member),
+             "changes": records.changes(records.resolved(member), choices, *base) if base else None,
              "data": {"fingerprint": data}} for member, _, run_id in todo]
     callbacks = [Checkpoint(checkpoint, key, saved)] + ([CudaGraph()] if cfg.trainer.cuda_graph else [])
     try:

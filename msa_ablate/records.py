@@ -28,15 +28,15 @@ FILE = "metrics.json"
 # members (each member's own `seed` is in its identity); `data.path` is where the data is, and
 # the data's content is in the identity through its fingerprint.
 NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "data.path")
+# Config groups that say how a run was launched, not what it computes.
+LAUNCH_GROUPS = ("experiment", "hparams_search")
 OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt")  # what a run leaves in its folder
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
 
 
 def resolved(cfg: DictConfig) -> dict:
     """The run's config, interpolations resolved, as plain containers (Hydra's own node left out)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
-    return plain
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
 def identity(config: Mapping, data: Mapping) -> str:
@@ -51,6 +51,39 @@ def identity(config: Mapping, data: Mapping) -> str:
         node.pop(leaf, None)
     content = {k: v for k, v in data.items() if k != "file"}
     return hashlib.sha256(json.dumps([plain, content], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict:
+    """Nested dicts as one level of dotted keys (lists stay values)."""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping) and v:
+            flat.update(flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def changes(config: Mapping, choices: Mapping, default: Mapping, default_choices: Mapping) -> dict:
+    """What a run's resolved ``config`` changes from the ``default`` one (``python -m msa_ablate``
+    with no overrides, as composed when the run started): each config group whose option differs
+    (``+group`` for a group the default has not, e.g. ``+preset``), then each setting that differs,
+    outside those groups' own nodes and outside the model's copies of the groups (``model.encoder``
+    is ``${encoder}``). The seed, and what changes nothing a run computes, are left out."""
+    groups = {group if group in default_choices else f"+{group}": option for group, option in choices.items()
+              if group not in LAUNCH_GROUPS and default_choices.get(group) != option}
+    out = dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("+"), item[0])))
+    kept = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph")  # NOT_IN_IDENTITY, bar the data's path
+    skip = {g.lstrip("+") for g in out} | {f"model.{g}" for g in choices} | {"seed", *kept}
+    flat, base = flatten(config), flatten(default)
+    for key in sorted(set(flat) | set(base)):
+        if any(key == s or key.startswith(f"{s}.") for s in skip):
+            continue
+        if key not in flat and any(k.startswith(f"{key}.") or key.startswith(f"{k}.") for k in flat):
+            continue  # the run made a value a dict of values (or the other way): its own keys say how
+        if flat.get(key, "(absent)") != base.get(key, "(absent)"):
+            out[key] = flat.get(key)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,7 +39,9 @@ def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]  # the app sees the job's config, as under @hydra.main
-    return run_job(cfg, output_dir, choices)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        default = compose("config", return_hydra_config=True)  # as the app composes it: no overrides at all
+    return run_job(cfg, output_dir, choices, default=default)
 
 
 def run_tiny(output_dir: Path, *overrides: str) -> dict:

@@ -9,6 +9,7 @@ import re
 import signal
 
 import pytest
+from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import msa_ablate.train
@@ -17,7 +18,7 @@ from msa_ablate import records
 from msa_ablate.data import fingerprint as fingerprints
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.jobs import Terminated
-from tests.conftest import TINY, main, run_tiny
+from tests.conftest import ROOT, TINY, main, run_tiny
 
 FAST = [*TINY, "trainer.log_graph=false"]
 
@@ -149,3 +150,21 @@ def test_a_bad_setting_in_a_sweep_fails_its_job_in_one_line(tmp_path, bad, messa
     assert result.stdout.strip().splitlines()[-1].startswith(f"{sweep}: 2 jobs, 1 completed, 0 skipped (completed "
                                                              "before), 1 failed")
     assert sorted(load_runs([sweep]).status) == ["completed", "failed"]
+
+
+def test_a_record_says_what_its_run_changes_from_the_default_config():
+    """What the analysis labels a configuration by: what ran, the preset's own settings included."""
+    def changes(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):  # as the app: no TINY
+            cfg, default = (compose("config", overrides=list(o), return_hydra_config=True) for o in (overrides, ()))
+        return records.changes(records.resolved(cfg), cfg.hydra.runtime.choices, records.resolved(default),
+                               default.hydra.runtime.choices)
+
+    assert changes() == {}
+    assert changes("encoder=gru", "encoder.dropout=0.2") == {"encoder": "gru"}  # the group's node is its option's
+    assert changes("encoder.dropout=0.2", "trainer.lr=2e-3") == {"encoder.dropout": 0.2, "trainer.lr": 0.002}
+    assert changes("+preset=improved") == {
+        "+preset": "improved", "encoder": "conv_birnn", "fusion": "text_centred", "head": "mlp",
+        "model.input_dropout.audio": 0.5, "model.input_dropout.text": 0.7, "model.input_dropout.vision": 0.5,
+        "model.input_rank.text": 30, "trainer.epochs": 25}
+    assert changes("+experiment=study", "seed=3", "trainer.log_graph=false") == {}  # how it runs, not what
