@@ -1,9 +1,10 @@
-"""PNG plots of a sweep: per varied factor a bar chart (mean +- std over seeds) and
-learning curves (train and valid loss per epoch, mean and min-max band over seeds) read
-from each run's TensorBoard events."""
+"""PNG plots of a sweep: per factor varied alone, a bar chart of a metric (mean ± std over seeds)
+and learning curves (train and valid loss per epoch from each run's record, mean and min-max band
+over seeds; one row of panels per loss, since MSE, L1 and Huber are not on one scale)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,67 +12,78 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.summarize import compare, held_at_baseline, varying, with_labels  # noqa: E402
+from analysis.summarize import compare, factors, one_factor  # noqa: E402
 
-CURVES = {"train": "loss/train", "valid": "loss/valid"}
+CURVES = {"train": "train_loss", "valid": "valid_loss"}
+# PNGs that differ in nothing but matplotlib's version stamp compare equal
+METADATA = {"Software": None}
 
 
-def bar_chart(table: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(table) + 2), 3.6))
+def bar_chart(table: pd.DataFrame, metric: str, split: str, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(table) + 2), 3.8))
     colors = ["tab:orange" if b else "tab:blue" for b in table.baseline]
-    ax.bar(range(len(table)), table[f"{metric}_mean"], yerr=table[f"{metric}_std"].fillna(0), color=colors, capsize=4)
-    ax.set_xticks(range(len(table)), table.index, rotation=30, ha="right")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{title}: {metric} (mean ± std over seeds; baseline in orange)", fontsize=9)
+    spread = table[f"{metric}_std"].where(table.n > 1)  # no bar of spread from one seed
+    ax.bar(range(len(table)), table[f"{metric}_mean"], yerr=spread.fillna(0), color=colors, capsize=4)
+    ax.set_xticks(range(len(table)), ["\n".join(textwrap.wrap(c, 28)) for c in table.index], rotation=30,
+                  ha="right", fontsize=7)
+    ax.set_ylabel(f"{split} {metric}")
+    ax.set_title("\n".join(textwrap.wrap(f"{title}: {split} {metric}, mean ± std over seeds (baseline orange)", 60)),
+                 fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=METADATA)
     plt.close(fig)
     return path
 
 
-def loss_curves(folder: str) -> dict[str, pd.Series]:
-    """Per-epoch train and valid loss of one run, from its event file."""
-    acc = EventAccumulator(folder, size_guidance={SCALARS: 0}).Reload()
-    tags = set(acc.Tags()["scalars"])
-    return {name: pd.Series({e.step: e.value for e in acc.Scalars(tag)}) for name, tag in CURVES.items()
-            if tag in tags}
+def curves(history: list[dict]) -> dict[str, pd.Series]:
+    """Per-epoch train and valid loss of one run, from its record's history."""
+    frame = pd.DataFrame(history)
+    return {name: frame.set_index("epoch")[column] for name, column in CURVES.items() if column in frame}
 
 
 def curves_chart(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
-    done = runs[runs.status == "completed"]
+    done = runs[(runs.status == "completed") & (runs.history.map(len) > 0)]
     if done.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for (label, group), color in zip(done.groupby("config", sort=False), plt.cm.tab10.colors * 10):
-        curves = [loss_curves(p) for p in group.path]
-        for ax, name in zip(axes, CURVES):
-            frame = pd.DataFrame({i: c[name] for i, c in enumerate(curves) if name in c})
-            if frame.empty:
-                continue
-            ax.plot(frame.index, frame.mean(axis=1), color=color, label=label, marker="o", markersize=2)
-            ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), color=color, alpha=0.15)
-    for ax, name in zip(axes, CURVES):
-        ax.set_title(f"{name} loss per epoch", fontsize=9)
-        ax.set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    if axes[1].get_legend_handles_labels()[0]:
-        axes[1].legend(fontsize=7)
-    fig.suptitle(f"{title}: mean and min-max over seeds", fontsize=9)
+    losses = sorted(done.loss.fillna("").unique())
+    colors = dict(zip(done.config.unique(), plt.cm.tab10.colors * 10))  # one colour a configuration, in every panel
+    fig, axes = plt.subplots(len(losses), 2, figsize=(10, 3.6 * len(losses)), squeeze=False)
+    for row, loss in zip(axes, losses):
+        subset = done[done.loss.fillna("") == loss]
+        for label, group in subset.groupby("config", sort=False):
+            color = colors[label]
+            runs_curves = [curves(h) for h in group.history]
+            for ax, name in zip(row, CURVES):
+                frame = pd.DataFrame({i: c[name] for i, c in enumerate(runs_curves) if name in c})
+                if frame.empty:
+                    continue
+                ax.plot(frame.index, frame.mean(axis=1), color=color, label=label, marker="o", markersize=2)
+                ax.fill_between(frame.index, frame.min(axis=1), frame.max(axis=1), color=color, alpha=0.15)
+        for ax, name in zip(row, CURVES):
+            ax.set_title(f"{name} loss ({loss or 'loss'}) per epoch", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        row[0].set_ylabel(loss or "loss")
+        if row[1].get_legend_handles_labels()[0]:
+            row[1].legend(fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(f"{title}: mean and min-max over seeds", 90)), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata=METADATA)
     plt.close(fig)
     return path
 
 
-def write_plots(runs: pd.DataFrame, folder: Path, metric: str = "Corr", **kw) -> list[Path]:
+def write_plots(runs: pd.DataFrame, base: str | None, folder: Path, metric: str = "Corr", split: str = "test",
+                **kw) -> list[Path]:
+    """``runs`` labelled (summarize.with_labels), ``base`` their baseline's label."""
     folder.mkdir(parents=True, exist_ok=True)
-    subsets = {f: held_at_baseline(runs, f) for f in varying(runs)} or {"all": runs}
+    subsets = {f: one_factor(runs, base, f) for f in factors(runs, base)} or {"all": runs}
     written = []
-    for factor, held in subsets.items():
-        if factor != "all" and held[factor].astype(str).nunique() < 2:
-            continue
-        written.append(bar_chart(compare(held, metric=metric, **kw), metric, factor, folder / f"bar_{factor}_{metric}.png"))
-        written.append(curves_chart(with_labels(held)[0], factor, folder / f"curves_{factor}.png"))
+    for factor, subset in subsets.items():
+        name = factor.lstrip("+").replace("/", "_")
+        table = compare(subset, metric=metric, split=split, baseline=base, **kw)
+        written.append(bar_chart(table, metric, split, factor, folder / f"bar_{name}_{metric}.png"))
+        written.append(curves_chart(subset, factor, folder / f"curves_{name}.png"))
     return [p for p in written if p is not None]

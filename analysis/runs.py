@@ -1,39 +1,46 @@
-"""Job folders -> one tidy DataFrame, one row per run; nothing is dropped silently.
+"""Run folders, or a runs table, -> one tidy DataFrame: one row per run; nothing dropped silently.
 
-A job folder is one holding ``.hydra/`` (Hydra writes it before the job starts) or
-``metrics.json``. Its row has every config group's choice, every overridden value, the
-seed, the status (``completed``, ``failed``, or ``missing`` where no metrics.json exists:
-a job killed or still running) with a reason, and the valid/test metrics.
+A run is a folder holding its record (``metrics.json``; an earlier run's, set aside in
+``previous/N/``, included), or a job Hydra started that has none yet (killed or still running:
+status ``missing``). Each row says what ran, from the record: its configuration (a digest of its
+resolved config, less the seed and what changes nothing computed, and of its data's
+fingerprint), what that config changes from the default one, the seed, the status and reason,
+the metrics, the per-epoch history, and where it came from (commit, versions, device, the
+sweep's command). Records written before runs kept their config read Hydra's
+``.hydra/config.yaml`` instead, and are labelled by their job's overrides.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
+from msa_ablate import records
 from msa_ablate.metrics import SCORE_NAMES
-from msa_ablate.records import NOT_IN_IDENTITY, pack_seeds
 
-# Groups that only say how a run was launched, not what it computes.
-META_GROUPS = ("experiment", "hparams_search")
+SPLITS = ("valid", "test")
+JSON_COLUMNS = ("changes", "choices", "history")  # dicts and lists: JSON text in a CSV
 
 
 def job_folders(root: Path) -> list[Path]:
     """Every run folder under ``root`` (itself included), in a stable order: each folder with a
-    record (an earlier run's, set aside in ``previous/N/``, included), and each job Hydra started
-    that has none (a job killed or still running). A seed pack's job folder is no run itself: it
-    holds one run per seed of its ``seeds``, in ``seed_N``, whether or not that member has written
-    its record (a killed pack's members show as missing, not as nothing)."""
-    recorded = {p.parent for p in root.rglob("metrics.json")}
+    record, and each job Hydra started that has none. A seed pack's job folder is no run itself:
+    it holds one run per seed of its ``seeds``, in ``seed_N``, whether or not that member has
+    written its record (a killed pack's members show as missing, not as nothing)."""
+    recorded = {p.parent for p in root.rglob(records.FILE)}
     jobs = {p.parent for p in root.rglob(".hydra")}
     packs = {job: _pack_seeds(job) for job in jobs}
     found = recorded | {job for job in jobs if not packs[job]}
     found |= {job / f"seed_{seed}" for job, seeds in packs.items() for seed in seeds}
-    return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.relative_to(root).parts])
+    return sorted(found, key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s)
+                                        for s in p.relative_to(root).parts])
 
 
 def _yaml(file: Path) -> object:
@@ -47,89 +54,105 @@ def _yaml(file: Path) -> object:
 
 
 def _pack_seeds(job: Path) -> list[int]:
-    """The seeds a job folder trains as a seed pack (trainer.pack_seeds=true), else none."""
     try:
         config = _yaml(job / ".hydra" / "config.yaml")
     except ValueError:
         return []  # the job's own row says why
-    return pack_seeds(config) if isinstance(config, dict) else []
+    return records.pack_seeds(config) if isinstance(config, dict) else []
 
 
-def _hydra_record(folder: Path, name: str) -> Path:
-    """Hydra's record of the job: in the folder, or for a seed pack's run in the job folder above."""
+def _hydra_record(folder: Path, name: str) -> object:
+    """Hydra's record of the job: in the folder, or for a seed pack's member in the job folder above."""
     own = folder / ".hydra" / name
-    return own if own.exists() or not (folder.parent / ".hydra").is_dir() else folder.parent / ".hydra" / name
+    return _yaml(own if own.exists() or not (folder.parent / ".hydra").is_dir() else folder.parent / ".hydra" / name)
 
 
-def resolved_config(folder: Path) -> dict:
-    """The job's config (Hydra's .hydra/config.yaml) as flat dotted keys, seeds left out."""
-    config = _yaml(_hydra_record(Path(folder), "config.yaml"))
-    if not isinstance(config, dict):
-        return {}
-    flat = pd.json_normalize(config, sep=".").iloc[0].to_dict()
-    return {k: v for k, v in flat.items() if k not in ("seed", "seeds")}
+def sweep_command(folder: Path) -> str:
+    """The command that made the run: its sweep's (from ``multirun.yaml`` above it) or its own."""
+    for parent in (folder, *folder.parents):
+        if (parent / "multirun.yaml").exists():
+            overrides = (_yaml(parent / "multirun.yaml") or {}).get("hydra", {}).get("overrides", {})
+            return command(overrides, "-m")
+    hydra = _hydra_record(folder, "hydra.yaml")
+    return command(hydra["hydra"].get("overrides") or {}, "") if isinstance(hydra, dict) else ""
 
 
-def newest_sweep(root: Path = Path("multirun")) -> Path:
-    """The most recently written sweep folder (one holding multirun.yaml) under ``root``."""
-    sweeps = [p.parent for p in root.rglob("multirun.yaml")]
-    if not sweeps:
-        raise FileNotFoundError(f"{root}: no sweep found (no multirun.yaml below it)")
-    return max(sweeps, key=lambda p: p.stat().st_mtime)
+def command(overrides: dict, mode: str) -> str:
+    hydra = [o for o in overrides.get("hydra") or [] if not o.startswith("hydra.mode=")]
+    args = hydra + list(overrides.get("task") or [])
+    return " ".join(["python -m msa_ablate", *([mode] if mode else []), *map(shlex.quote, args)])
 
 
-def _overrides(folder: Path) -> dict[str, str]:
-    """Non-group command-line overrides of a job (``trainer.lr=1e-4`` -> {'trainer.lr': '1e-4'}),
-    except those that do not change what a run computes (``trainer.log_graph=false``)."""
-    values = {}
-    for item in _yaml(_hydra_record(folder, "overrides.yaml")) or []:
-        key, _, value = item.lstrip("+~").partition("=")
-        if "." in key and not key.startswith("hydra.") and key not in NOT_IN_IDENTITY:
-            values[key] = value
-    return values
+def _legacy(folder: Path, record: dict) -> dict:
+    """What a record written before runs kept their config lacks, from Hydra's record of the job."""
+    config = _hydra_record(folder, "config.yaml")
+    if isinstance(config, dict):
+        node = OmegaConf.create(config)
+        config = OmegaConf.to_container(OmegaConf.masked_copy(node, [k for k in node if k != "hydra"]), resolve=True)
+        if "seed" in record:
+            config["seed"] = record["seed"]
+    hydra = _hydra_record(folder, "hydra.yaml")
+    choices = record.get("choices") or ({k: v for k, v in hydra["hydra"]["runtime"]["choices"].items()
+                                         if not k.startswith("hydra") and v is not None}
+                                        if isinstance(hydra, dict) else {})
+    changes = {}
+    for item in _hydra_record(folder, "overrides.yaml") or []:  # as typed: all such a record can say
+        key, _, value = item.lstrip("~").partition("=")
+        if not key.startswith("hydra") and key.lstrip("+") not in (*records.NOT_A_CHANGE, *records.LAUNCH_GROUPS):
+            changes[key] = yaml.safe_load(value) if value else value
+    seed = record.get("seed", config.get("seed") if isinstance(config, dict) else None)
+    if folder.name.startswith("seed_") and folder.name[5:].isdigit():  # a pack member
+        seed = int(folder.name[5:])
+    return {"config": config if isinstance(config, dict) else None, "choices": choices, "changes": changes,
+            "seed": seed}
 
 
-def _choices(folder: Path) -> dict[str, str]:
-    """Config group choices from Hydra's own record, for jobs that wrote no metrics.json."""
-    hydra = _yaml(_hydra_record(folder, "hydra.yaml"))
-    if not isinstance(hydra, dict):
-        return {}
-    choices = hydra["hydra"]["runtime"]["choices"]
-    return {k: v for k, v in choices.items() if not k.startswith("hydra") and v is not None}
-
-
-def _seed(folder: Path) -> int | None:
-    if folder.name in {f"seed_{s}" for s in _pack_seeds(folder.parent)}:  # a pack member
-        return int(folder.name.removeprefix("seed_"))
-    config = _yaml(_hydra_record(folder, "config.yaml"))
-    return config.get("seed") if isinstance(config, dict) else None
+def data_label(data: dict, config: dict) -> str:
+    """Which data, in a few words: a file's name and digest, or a generator's name, version and parameters."""
+    if data.get("sha256"):
+        return f"{Path(data['file']).name} sha256 {data['sha256'][:12]}"
+    if data.get("generator"):
+        params = " ".join(f"{k}={v}" for k, v in config.items() if k != "_target_")
+        return f"{data['generator'].rpartition('.')[2]} v{data['version']} {params}".strip()
+    return str(data.get("source") or "unknown")
 
 
 def read_run(folder: Path) -> dict:
-    row: dict = {"path": str(folder)}
-    file = folder / "metrics.json"
+    row: dict = {"path": str(folder), "command": sweep_command(folder)}
+    file = folder / records.FILE
     if file.exists():
         try:
             record = json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            record = {"status": "failed", "reason": f"unreadable metrics.json ({e})"}
+        except ValueError as e:
+            record = {"status": "failed", "reason": f"unreadable {records.FILE} ({e})"}
         if not isinstance(record, dict):
-            record = {"status": "failed", "reason": "metrics.json does not hold an object"}
+            record = {"status": "failed", "reason": f"{records.FILE} does not hold an object"}
     else:
-        record = {"status": "missing", "reason": "no metrics.json: the job was killed or is still running"}
+        record = {"status": "missing", "reason": f"no {records.FILE}: the job was killed or is still running"}
     if record.get("status") == "completed" and not record.get("valid"):
-        record = {**record, "status": "failed", "reason": "metrics.json says completed but holds no metrics"}
-    try:  # Hydra's record, only where the run's own does not say
-        row.update(record.get("choices") or _choices(folder))
-        row.update(_overrides(folder))
-        row["seed"] = record["seed"] if "seed" in record else _seed(folder)
-    except ValueError as e:
-        record = {**record, "status": "failed", "reason": str(e)}
+        record = {**record, "status": "failed", "reason": f"{records.FILE} says completed but holds no metrics"}
+    if record.get("config") is None or record.get("changes") is None:
+        try:
+            record = {**_legacy(folder, record), **{k: v for k, v in record.items() if v is not None}}
+        except ValueError as e:
+            record = {**record, "status": "failed", "reason": str(e)}
+    data = (record.get("data") or {}).get("fingerprint") or {"source": (record.get("data") or {}).get("source")}
+    config = record.get("config")
+    row["configuration"] = records.identity({**config, "seed": None}, data) if config else f"unknown:{folder}"
+    row["settings"] = records.identity({**config, "seed": None}, {}) if config else row["configuration"]
+    row["changes"] = record.get("changes") or {}
+    row["choices"] = record.get("choices") or {}
+    row["data"] = data_label(data, (config or {}).get("data") or {})
+    row["loss"] = (record.get("choices") or {}).get("loss", "")
+    row["seed"] = record.get("seed")
     row["status"] = record.get("status", "unknown")
     row["reason"] = record.get("reason", "")
     for key in ("best_epoch", "train_seconds", "n_params", "device"):
         row[key] = record.get(key)
-    for split in ("valid", "test"):
+    provenance = record.get("provenance") or {}
+    row["commit"] = (provenance.get("git_commit") or "")[:12] + ("+dirty" if provenance.get("git_dirty") else "")
+    row["history"] = record.get("history") or []
+    for split in SPLITS:
         for name in SCORE_NAMES:
             value = (record.get(split) or {}).get(name)
             row[f"{split}_{name}"] = float("nan") if value is None else value
@@ -137,20 +160,51 @@ def read_run(folder: Path) -> dict:
 
 
 def load_runs(folders: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per job folder found under the given folders (sweeps or single runs)."""
-    jobs = dict.fromkeys(job.resolve() for folder in folders for job in job_folders(Path(folder)))  # each once
-    if not jobs:
-        raise FileNotFoundError(f"no job folders (with .hydra/ or metrics.json) under {[str(f) for f in folders]}")
-    return pd.DataFrame([read_run(job) for job in jobs])
+    """One row per run found under the given folders (sweeps or single runs), each once."""
+    runs = dict.fromkeys(run.resolve() for folder in folders for run in job_folders(Path(folder)))
+    if not runs:
+        raise FileNotFoundError(f"no run folders (with .hydra/ or metrics.json) under {[str(f) for f in folders]}")
+    table = pd.DataFrame([read_run(run) for run in runs])
+    # A run with no record of its data (killed, or stopped before it read it) belongs to the one
+    # configuration of its settings that has, where there is one.
+    known = table[table.data != "unknown"].drop_duplicates("configuration")
+    only = known.drop_duplicates("settings", keep=False).set_index("settings")
+    unknown = (table.data == "unknown") & table.settings.isin(only.index)
+    table.loc[unknown, ["configuration", "data"]] = only.loc[table.settings[unknown], ["configuration", "data"]].values
+    return table
 
 
-def factor_columns(runs: pd.DataFrame) -> list[str]:
-    """Everything that defines a configuration: group choices and overridden values, not the seed."""
-    fixed = {"path", "seed", "status", "reason", "best_epoch", "train_seconds", "n_params", "device", *META_GROUPS}
-    return [c for c in runs.columns if c not in fixed and not c.startswith(("valid_", "test_"))]
+def write_runs(runs: pd.DataFrame, file: Path) -> Path:
+    """The table as CSV, paths relative to the CSV's folder (it can be shared), dicts as JSON."""
+    table = runs.copy()
+    table["path"] = [os.path.relpath(Path(p).resolve(), file.parent.resolve()) for p in table.path]
+    for column in JSON_COLUMNS:
+        table[column] = [json.dumps(v) for v in table[column]]
+    table.to_csv(file, index=False)
+    return file
+
+
+def read_runs(file: Path) -> pd.DataFrame:
+    """A table ``write_runs`` wrote, as ``load_runs`` gives it."""
+    text = ["path", "command", "configuration", "settings", "data", "loss", "status", "reason", "commit", "device"]
+    runs = pd.read_csv(file, dtype=dict.fromkeys(text, str))
+    runs[text] = runs[text].fillna("")
+    for column in JSON_COLUMNS:
+        runs[column] = [json.loads(v) for v in runs[column]]
+    return runs
+
+
+def newest_sweep(root: Path = Path("multirun")) -> Path:
+    """The most recent sweep folder (one holding multirun.yaml) under ``root`` that has runs; a
+    sweep that stopped before its first job (a typo) is passed over."""
+    sweeps = sorted((p.parent for p in root.rglob("multirun.yaml")), key=lambda p: p.stat().st_mtime, reverse=True)
+    for sweep in sweeps:
+        if job_folders(sweep):
+            return sweep
+    raise FileNotFoundError(f"{root}: no sweep with runs found (no multirun.yaml with job folders below it)")
 
 
 def duplicates(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs of the same configuration and seed more than once (each copy listed)."""
-    key = [*factor_columns(runs), "seed"]
-    return runs[runs.duplicated(key, keep=False)].sort_values(key)
+    done = runs[runs.status == "completed"]
+    return done[done.duplicated(["configuration", "seed"], keep=False)].sort_values(["configuration", "seed"])

@@ -1,45 +1,44 @@
-"""Compare the runs of one or more sweeps: python analysis/summarize.py [FOLDER ...]
+"""Compare the runs of one or more sweeps: python analysis/summarize.py [FOLDER ...] [--runs CSV]
 
-With no folder, the newest sweep under multirun/. Prints one row per configuration
-(mean +- sample std over seeds), each against the baseline configuration with a paired
-t-test (and Wilcoxon signed-rank test) over the seeds both share; then a table per
-factor that the sweep varied. Writes runs.csv, summary.md and plots beside the sweep.
+With no folder, the newest sweep under multirun/ that has runs. Runs are grouped by what ran
+(their records' resolved config and data); each configuration is labelled by what it changes
+from the baseline, and compared with it by seed: n, n paired, mean ± sample std, the difference
+with its 95% confidence interval, the paired t-test's p, that p adjusted for the table's
+comparisons (Holm by default), and Wilcoxon's p where enough seeds are paired. One table of all
+configurations, then one per factor varied alone. Writes runs.csv, summary.md and plots/.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import json
 import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 from tabulate import tabulate
 
-from analysis.runs import duplicates, factor_columns, load_runs, newest_sweep
+from analysis.runs import duplicates, load_runs, newest_sweep, read_runs, write_runs
+from analysis.stats import ADJUSTMENTS, ALPHA, paired
+from analysis.stats import adjust as adjusted
 from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
-__all__ = ["load_runs", "compare", "one_factor_tables", "main"]
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-SEED_METRICS = ["Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"]
+HANDOUT_METRICS = ["Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"]
 HAS0_METRICS = ["Has0_acc_2", "Has0_F1_score"]
 FORMATS = {"terminal": "simple", "markdown": "github", "latex": "latex_booktabs"}
-ALPHA = 0.05
 BASELINE = "baseline"
 
 
 def normal(value: object) -> str:
-    """One spelling per value: '1e-3', '0.001' and 0.001 are the same learning rate; 'false'
-    (an override as typed) and False (a default from the config) are the same switch."""
+    """One spelling per value: 0.001 and 1e-3 are one learning rate, False and 'false' one switch."""
     if isinstance(value, str):
-        value = {"true": True, "false": False, "null": None}.get(value.lower(), value)  # Hydra's override grammar
+        value = {"true": True, "false": False, "null": None}.get(value.lower(), value)
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":")).replace('"', "")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -47,132 +46,139 @@ def normal(value: object) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
-@functools.lru_cache(maxsize=1)
-def _default_config():
-    from hydra import compose, initialize_config_dir
-
-    import msa_ablate.config  # noqa: F401  (the schemas the configs name)
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", return_hydra_config=True)
-
-
-def default_value(factor: str) -> str:
-    """What `python -m msa_ablate` runs with no overrides (this checkout's conf/), normalised."""
-    from omegaconf import OmegaConf
-
-    cfg = _default_config()
-    choices = cfg.hydra.runtime.choices
-    return normal(choices[factor] if factor in choices else OmegaConf.select(cfg, factor, default=None))
+def describe(changes: dict) -> str:
+    """``encoder=gru loss=l1``; a preset first, with what it sets in brackets:
+    ``+preset=improved (encoder=conv_birnn, fusion=text_centred, ...)``."""
+    parts = [f"{k}={normal(v)}" for k, v in changes.items()]
+    added = [p for p in parts if p.startswith("+")]
+    rest = [p for p in parts if not p.startswith("+")]
+    return f"{' '.join(added)} ({', '.join(rest)})" if added and rest else " ".join(parts)
 
 
-def factor_values(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run's factors, normalised; a value a run does not record (a key overridden in one
-    merged sweep but not in another) is the default."""
-    return pd.DataFrame({f: [normal(v) if pd.notna(v) else default_value(f) for v in runs[f]]
-                         for f in factor_columns(runs)}, index=runs.index)
-
-
-def varying(runs: pd.DataFrame) -> list[str]:
-    values = factor_values(runs)
-    return [f for f in values if values[f].nunique() > 1]
-
-
-def with_labels(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    """Adds a `config` label: the varying factors that differ from the defaults (e.g. 'encoder=gru
-    loss=l1'), or 'baseline' where none does. Returns the runs and the baseline's label if present."""
-    factors = varying(runs)
+def with_labels(runs: pd.DataFrame, baseline: str | None = None) -> tuple[pd.DataFrame, str | None, dict]:
+    """Adds ``config``: what each configuration changes from the baseline, less what every
+    configuration here changes alike (returned as ``held``). The baseline is the configuration
+    that changes nothing else, or the one ``baseline`` names. Configurations that would read
+    alike (the same settings on other data) say their data too."""
+    first = runs.drop_duplicates("configuration").set_index("configuration")
+    items = {c: {(k, normal(v)) for k, v in ch.items()} for c, ch in first.changes.items()}
+    held_items = set.intersection(*items.values()) if items else set()
+    held = {k: v for k, v in first.changes.iloc[0].items() if (k, normal(v)) in held_items} if items else {}
+    labels = {c: describe({k: v for k, v in ch.items() if k not in held}) or BASELINE
+              for c, ch in first.changes.items()}
+    several_data = first.data.nunique() > 1
+    counts = pd.Series(labels).value_counts()
+    labels = {c: f"{label} [{first.data[c]}]" if several_data and counts[label] > 1 else label
+              for c, label in labels.items()}
     runs = runs.copy()
-    if not factors:  # one configuration: nothing to compare it with
-        runs["config"] = "all runs"
-        return runs, None
-    values = factor_values(runs)[factors]
-    runs["config"] = [" ".join(f"{f}={v}" for f, v in zip(factors, row) if v != default_value(f)) or BASELINE
-                      for row in values.itertuples(index=False)]
-    return runs, (BASELINE if (runs.config == BASELINE).any() else None)
+    runs["config"] = runs.configuration.map(labels)
+    if baseline is not None and baseline not in set(labels.values()):
+        raise ValueError(f"--baseline {baseline}: no such configuration (have {sorted(set(labels.values()))})")
+    base = baseline or (BASELINE if BASELINE in labels.values() else None)
+    return runs, base, held
 
 
-def held_at_baseline(runs: pd.DataFrame, factor: str) -> pd.DataFrame:
-    """The runs where every varied factor but `factor` has its default value."""
-    others = [g for g in varying(runs) if g != factor]
-    values = factor_values(runs)
-    return runs[np.logical_and.reduce([values[g] == default_value(g) for g in others])] if others else runs
+def factors(runs: pd.DataFrame, base: str | None) -> list[str]:
+    """The keys the configurations change from the baseline, each alone somewhere (one-factor tables)."""
+    if base is None:
+        return []
+    base_changes = runs[runs.config == base].changes.iloc[0]
+    alone = []
+    for changes in runs.drop_duplicates("configuration").changes:
+        keys = dict.fromkeys([*changes, *base_changes])
+        differ = [k for k in keys if normal(changes.get(k)) != normal(base_changes.get(k))]
+        if len(differ) == 1 and differ[0] not in alone:
+            alone.append(differ[0])
+    return alone
 
 
-def paired(x: pd.Series, base: pd.Series) -> tuple[float, int, float, float]:
-    """Mean difference over shared seeds, their count, paired t-test p and Wilcoxon p."""
-    shared = x.index.intersection(base.index)
-    d = (x[shared] - base[shared]).dropna().to_numpy()
-    if len(d) < 2:
-        return (float(d.mean()) if len(d) else math.nan), len(d), math.nan, math.nan
-    if np.all(d == d[0]):  # no spread: the t statistic is undefined (equal runs, or a constant shift)
-        return float(d.mean()), len(d), (1.0 if d[0] == 0 else 0.0), math.nan
-    t_p = float(stats.ttest_1samp(d, 0.0).pvalue)  # the paired t-test: on the differences
-    w_p = float(stats.wilcoxon(d).pvalue) if len(d) >= 5 else math.nan
-    return float(d.mean()), len(d), t_p, w_p
+def one_factor(runs: pd.DataFrame, base: str, factor: str) -> pd.DataFrame:
+    """The runs of the baseline and of every configuration that differs from it in ``factor`` alone."""
+    base_changes = runs[runs.config == base].changes.iloc[0]
+
+    def only(changes: dict) -> bool:
+        keys = dict.fromkeys([*changes, *base_changes])
+        return all(k == factor or normal(changes.get(k)) == normal(base_changes.get(k)) for k in keys)
+
+    return runs[runs.changes.map(only)]
 
 
-def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", has0: bool = False) -> pd.DataFrame:
-    """One row per configuration: n, mean and std of each metric, and for `metric` the paired
-    difference from the baseline with its p-values. Sorted best first by `metric`."""
-    runs, base_label = with_labels(runs)
-    metrics = SEED_METRICS + (HAS0_METRICS if has0 else [])
-    if metric not in metrics:
-        metrics.append(metric)
-    columns = [f"{split}_{m}" for m in metrics]
-    # One value per (configuration, seed): a duplicated seed (reported above the table) counts
-    # once, as its mean, in n, the means, the stds and the paired tests alike.
-    per_seed = runs[runs.status == "completed"].groupby(["config", "seed"])[columns].mean()
-    completed = set(per_seed.index.get_level_values(0))
-
-    def seeds_of(label: str) -> pd.DataFrame:  # none where no run of it completed (failed, or still running)
-        return per_seed.loc[label] if label in completed else per_seed.droplevel(0).iloc[:0]
-
+def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", baseline: str | None = None,
+            adjust: str = "holm", has0: bool = False) -> pd.DataFrame:
+    """One row per configuration (labelled as ``with_labels`` does, unless ``runs`` are labelled
+    already), sorted best first by ``metric``; the paired comparison with the baseline is on
+    ``metric``, its p adjusted over the table's rows."""
+    runs, base, _ = with_labels(runs, baseline) if "config" not in runs else (runs, baseline, {})
+    metrics = [*HANDOUT_METRICS, *(HAS0_METRICS if has0 else [])]
+    metrics += [metric] if metric not in metrics else []
+    # One value per (configuration, seed): a seed run twice (listed by summarize) counts once, as its mean.
+    done = runs[runs.status == "completed"]
+    per_seed = done.groupby(["config", "seed"])[[f"{split}_{m}" for m in metrics]].mean()
     rows = []
     for label, group in runs.groupby("config", sort=False):
-        ok = seeds_of(label)
-        row = {"config": label, "baseline": label == base_label, "n": len(ok),
+        ok = per_seed.loc[label] if label in per_seed.index.get_level_values(0) else per_seed.iloc[:0].droplevel(0)
+        row = {"config": label, "baseline": label == base, "n": len(ok),
                "not_completed": int((group.status != "completed").sum())}
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = ok[f"{split}_{m}"].mean(), ok[f"{split}_{m}"].std()
-        if base_label is not None:
-            base = seeds_of(base_label)[f"{split}_{metric}"]
-            row["delta"], row["n_paired"], row["p_t"], row["p_wilcoxon"] = (
-                (0.0, len(base), math.nan, math.nan) if label == base_label else paired(ok[f"{split}_{metric}"], base))
         rows.append(row)
     table = pd.DataFrame(rows).set_index("config")
-    return table.sort_values(f"{metric}_mean", ascending=metric in LOWER_IS_BETTER, na_position="last")
+    if base is not None:
+        values = {label: (per_seed.loc[label][f"{split}_{metric}"] if label in per_seed.index.get_level_values(0)
+                          else pd.Series(dtype=float)) for label in table.index}
+        tests = {label: paired(values[label], values[base]) for label in table.index if label != base}
+        for column in ("n_paired", "delta", "low", "high", "p", "p_wilcoxon", "note"):
+            attribute = "n" if column == "n_paired" else column
+            table[column] = [getattr(tests[label], attribute) if label in tests else None for label in table.index]
+        table.loc[base, ["n_paired", "note"]] = [table.loc[base, "n"], ""]
+        table = table.astype({c: float for c in ("delta", "low", "high", "p", "p_wilcoxon")})
+        table["p_adjusted"] = adjusted(table.p, adjust)
+    order = table[f"{metric}_mean"].sort_values(ascending=metric in LOWER_IS_BETTER, na_position="last").index
+    return table.loc[order]
 
 
-def one_factor_tables(runs: pd.DataFrame, **kw) -> dict[str, pd.DataFrame]:
-    """For each varied factor: its options, the other varied factors held at their defaults."""
-    tables = {}
-    for f in varying(runs):
-        held = held_at_baseline(runs, f)
-        if held[f].astype(str).nunique() > 1:
-            tables[f] = compare(held, **kw)
-    return tables
+def one_factor_tables(runs: pd.DataFrame, baseline: str | None = None, **kw) -> dict[str, pd.DataFrame]:
+    """For each factor varied alone: the baseline and its options, each compared with the baseline."""
+    labelled, base, _ = with_labels(runs, baseline)
+    return {f: compare(one_factor(labelled, base, f), baseline=base, **kw) for f in factors(labelled, base)}
 
 
-def display(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Strings for people: 'mean ± std', the baseline marked, significant p-values starred."""
+def p_text(p: float) -> str:
+    return "" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFrame:
+    """Strings for people: 'mean ± std', the baseline marked, the adjusted p starred where < ALPHA."""
     shown = pd.DataFrame(index=table.index)
     shown["n"] = [f"{n}" + (f" (+{k} not completed)" if k else "") for n, k in zip(table.n, table.not_completed)]
     for m in [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]:
         shown[m] = [f"{a:.4f} ± {s:.4f}" if not math.isnan(s) else f"{a:.4f}" if not math.isnan(a) else "-"
                     for a, s in zip(table[f"{m}_mean"], table[f"{m}_std"])]
-    if "delta" in table:
-        shown[f"Δ {metric}"] = [f"{d:+.4f}" if not b and not math.isnan(d) else "" for d, b in
-                                zip(table.delta, table.baseline)]
-        for col, name in (("p_t", "p (t)"), ("p_wilcoxon", "p (W)")):
-            shown[name] = ["" if math.isnan(p) else f"{p:.3f}" + ("*" if p < ALPHA else "") for p in table[col]]
+    if "delta" not in table:
+        return shown
+    shown["paired"] = ["" if b else f"{int(n)}" for n, b in zip(table.n_paired, table.baseline)]
+    shown[f"Δ {metric} [95% CI]"] = [
+        "" if b or d is None or math.isnan(d) else f"{d:+.4f}" + ("" if math.isnan(lo) else f" [{lo:+.4f}, {hi:+.4f}]")
+        for d, lo, hi, b in zip(table.delta, table.low, table.high, table.baseline)]
+    shown["p (t)"] = [p_text(p) for p in table.p]
+    shown[f"p ({adjust})"] = [p_text(p) + ("*" if p < ALPHA else "") for p in table.p_adjusted]
+    shown["p (W)"] = [p_text(p) for p in table.p_wilcoxon]
+    shown["note"] = table.note.fillna("")
     return shown
 
 
-def render(table: pd.DataFrame, metric: str, fmt: str) -> str:
+def render(table: pd.DataFrame, metric: str, fmt: str, adjust: str = "holm") -> str:
     if fmt == "csv":
         return table.to_csv()
-    return tabulate(display(table, metric), headers="keys", tablefmt=FORMATS[fmt], disable_numparse=True)
+    return tabulate(display(table, metric, adjust), headers="keys", tablefmt=FORMATS[fmt], disable_numparse=True)
+
+
+def legend(adjust: str) -> str:
+    correction = {"holm": "Holm's step-down correction", "bh": "Benjamini-Hochberg's correction",
+                  "none": "no correction"}[adjust]
+    return (f"mean ± sample std over seeds; paired by seed with the baseline: Δ and its 95% confidence interval "
+            f"(paired t), p (t) the paired t-test, p ({adjust}) that p under {correction} for the table's "
+            f"comparisons (* below {ALPHA}), p (W) Wilcoxon's signed-rank test where at least 6 seeds are paired")
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -186,18 +192,26 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 
 
 def apply_filters(runs: pd.DataFrame, filters: dict[str, list[str]]) -> pd.DataFrame:
+    """Runs whose column, or whose change from the default config, ``key`` has one of the values."""
     for key, values in filters.items():
-        if key not in runs:
-            raise ValueError(f"--filter {key}: no such column (have {sorted(runs.columns)})")
-        runs = runs[runs[key].astype(str).isin(values)]
+        if key in runs:
+            column = runs[key].map(normal)
+        elif any(key in changes for changes in runs.changes):
+            column = runs.changes.map(lambda c: normal(c.get(key)))
+        else:
+            raise ValueError(f"--filter {key}: no such column or setting (have {sorted(runs.columns)})")
+        runs = runs[column.isin([normal(v) for v in values])]
         if runs.empty:
             raise ValueError(f"--filter {key}={','.join(values)}: no run matches")
     return runs
 
 
 def read_folders(folders: list[Path]) -> tuple[list[Path], pd.DataFrame]:
-    """The given folders (default: the newest sweep) and their runs; FileNotFoundError names what is missing."""
-    folders = folders or [newest_sweep()]
+    """The given folders (default: the newest sweep with runs, said on stderr) and their runs;
+    FileNotFoundError names what is missing."""
+    if not folders:
+        folders = [newest_sweep()]
+        print(f"the newest sweep: {folders[0]}", file=sys.stderr)
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
@@ -206,10 +220,13 @@ def read_folders(folders: list[Path]) -> tuple[list[Path], pd.DataFrame]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="*", type=Path, help="sweep or run folders (default: newest under multirun/)")
+    parser.add_argument("folders", nargs="*", type=Path, help="sweep or run folders (default: the newest sweep)")
+    parser.add_argument("--runs", type=Path, help="a runs.csv (as this writes) instead of folders")
     parser.add_argument("--metric", "--sort", default="Corr", choices=SCORE_NAMES,
                         help="metric to sort by and test against the baseline")
     parser.add_argument("--split", choices=("test", "valid"), default="test")
+    parser.add_argument("--baseline", help="the configuration (a label as shown) to compare with")
+    parser.add_argument("--adjust", choices=ADJUSTMENTS, default="holm", help="multiple-comparison correction")
     parser.add_argument("--format", choices=(*FORMATS, "csv"), default="terminal")
     parser.add_argument("--filter", action="append", default=[], metavar="KEY=V1[,V2]", help="keep matching runs")
     parser.add_argument("--has0", action="store_true", help="also show Has0_acc_2 and Has0_F1_score")
@@ -218,48 +235,57 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        folders, runs = read_folders(args.folders)
+        if args.runs:
+            if not args.runs.is_file():
+                raise FileNotFoundError(f"--runs {args.runs}: no such file")
+            folders, runs = [args.runs.parent], read_runs(args.runs)
+        else:
+            folders, runs = read_folders(args.folders)
         runs = apply_filters(runs, parse_filters(args.filter))
+        kw = {"metric": args.metric, "split": args.split, "baseline": args.baseline, "adjust": args.adjust,
+              "has0": args.has0}
+        labelled, base, held = with_labels(runs, args.baseline)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))  # one line, exit 2
     if args.split == "test" and runs["test_Corr"].isna().all() and runs["valid_Corr"].notna().any():
         parser.error("these runs never read the test split (trainer.evaluate_test=false, as in "
                      "hparams_search=optuna): use --split valid")
-    kw = {"metric": args.metric, "split": args.split, "has0": args.has0}
     out = args.out or folders[0]
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out / "runs.csv", index=False)
+    written = [] if args.runs and out == args.runs.parent else [write_runs(runs, out / "runs.csv")]
 
     status = runs.status.value_counts().to_dict()
-    varied = varying(runs)
-    held = {f: runs[f].iloc[0] for f in factor_columns(runs) if f not in varied}
     lines = [f"# {args.split} metrics of {len(runs)} runs in {', '.join(map(str, folders))}",
-             f"held in every run: {' '.join(f'{k}={v}' for k, v in held.items())}",
-             f"status: {status}; mean ± sample std over seeds; p (t): paired t-test, p (W): Wilcoxon "
-             f"signed-rank (n >= 5; with 5 seeds its smallest two-sided p is 0.0625), over shared seeds; "
-             f"* p < {ALPHA}"]
+             f"data: {', '.join(sorted(runs.data.unique()))}",
+             f"held in every run: {' '.join(f'{k}={normal(v)}' for k, v in held.items()) or 'nothing'} "
+             "(changed from the default config)",
+             f"status: {status}; {legend(args.adjust)}"]
+    if base is None:
+        lines.append("no baseline: no configuration here is the default one (--baseline LABEL names one)")
     for file in (f / "optimization_results.yaml" for f in folders):
         if file.exists():  # an Optuna search: its best trial, by the validation metric it returned
             best = yaml.safe_load(file.read_text())
             lines.append(f"optuna best value {best['best_value']:.4f} at {best['best_params']} ({file})")
-    not_done = runs[runs.status != "completed"]
+    not_done = labelled[labelled.status != "completed"]
     lines += [f"- {r.status}: {r.path}: {r.reason}" for r in not_done.itertuples()]
-    dups = duplicates(runs)
+    dups = duplicates(labelled)
     if len(dups):
-        lines.append(f"duplicates (same configuration and seed): {', '.join(dups.path)}")
+        lines.append(f"seeds run more than once (each counts once, as its mean): {', '.join(dups.path)}")
     sections = [("all configurations", compare(runs, **kw))]
     sections += [(f"one factor: {f}", t) for f, t in one_factor_tables(runs, **kw).items()]
     text = "\n".join(lines)
     for title, table in sections:
-        text += f"\n\n## {title}\n\n{render(table, args.metric, args.format)}"
+        text += f"\n\n## {title}\n\n{render(table, args.metric, args.format, args.adjust)}"
     print(text)
-    (out / "summary.md").write_text("\n".join(lines) + "".join(
-        f"\n\n## {title}\n\n{render(t, args.metric, 'markdown')}" for title, t in sections) + "\n")
+    summary = out / "summary.md"
+    summary.write_text("\n".join(lines) + "".join(
+        f"\n\n## {title}\n\n{render(t, args.metric, 'markdown', args.adjust)}" for title, t in sections) + "\n")
+    written.append(summary)
     if not args.no_plots:
         from analysis.plots import write_plots
 
-        for path in write_plots(runs, out / "plots", **kw):
-            print(f"wrote {path}")
+        written += write_plots(labelled, base, out / "plots", metric=args.metric, split=args.split)
+    print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 

@@ -34,8 +34,11 @@ def main(cfg: DictConfig) -> float:
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith(("hydra", "schema")) and v is not None}
     try:
         overridden = {o.lstrip("+~").split("=")[0] for o in OmegaConf.to_container(hc.overrides.task)}
+        # A progress bar where the output is a terminal, and jobs run one at a time in it.
+        bar = sys.stderr.isatty() and (hc.mode == RunMode.RUN or hc.launcher._target_.endswith("BasicLauncher"))
         records = run_job(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0,
-                          overridden=overridden, default=compose("config", return_hydra_config=True))
+                          overridden=overridden, default=compose("config", return_hydra_config=True), bar=bar,
+                          varied=[k for k in str(hc.job.env_set.get("MSA_ABLATE_VARIED", "")).split(",") if k])
     except UserError as e:
         if hc.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the failed job, runs the rest, and names it at the end

@@ -29,6 +29,7 @@ class TrainerConfig:
     evaluate_test: bool = True  # false: the test split is never read (hyperparameter search)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_graph: bool = True  # the model graph in TensorBoard
+    progress_every: float = 30.0  # seconds between progress lines where the output is no terminal (0: none)
     keep_checkpoint: bool = False  # checkpoint.pt (written after every epoch) is removed once the run completes
     pack_seeds: bool = False  # this job trains every seed in `seeds` together (a seed pack), one folder each
     cuda_graph: bool = False  # CUDA only: each training step replayed from a CUDA graph

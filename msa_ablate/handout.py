@@ -5,7 +5,8 @@ Kept as the handout wrote it (a Dataset building per-sample tensors, a DataLoade
 only changes: the TODOs are filled in as the handout asks; ``f1_score`` takes
 ``(y_true, y_pred)`` (the handout passes them swapped, as MulT did; docs/handout.md);
 the LSTMs' ``dropout=0.1`` is left out (inert on one layer; PyTorch warns); ``train_model``
-keeps the best state in memory instead of ``best_model.pth`` and returns the per-step losses. Nothing in the package's training path imports this module.
+keeps the best state in memory instead of ``best_model.pth`` and returns the per-step losses.
+Nothing in the package's training path imports this module.
 """
 
 from __future__ import annotations
@@ -136,3 +137,16 @@ def train_model(model, train_loader, valid_loader, criterion, optimizer, schedul
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return best_state, step_losses
 
+
+
+def from_project_state(state: dict) -> dict:
+    """The project's default model's parameters under this model's names (vision_fc, mm_lstm, ...):
+    the two are the same model, so either can start from the other's weights."""
+    renamed = {}
+    for key, value in state.items():
+        for ours, theirs in [("branches.{m}.norm.", "{m}_norm."), ("branches.{m}.proj.", "{m}_fc."),
+                             ("branches.{m}.encoder.lstm.", "{m}_lstm.")]:
+            for m in ("vision", "text", "audio"):
+                key = key.replace(ours.format(m=m), theirs.format(m=m))
+        renamed[key.replace("fusion.lstm.", "mm_lstm.").replace("head.fc.", "fc.")] = value
+    return renamed

@@ -39,7 +39,9 @@ def owner_of(full_key: str) -> str:
                 owners.append(f"{group}={option}")
         except Exception:  # an option that does not compose on its own says nothing here
             continue
-    return f"; it belongs to {' and '.join(owners)} (choose it first, e.g. {owners[0]} {full_key}=...)" if owners else ""
+    if not owners:
+        return ""
+    return f"; it belongs to {' and '.join(owners)} (choose it first, e.g. {owners[0]} {full_key}=...)"
 
 
 def explain(error: Exception) -> str:

@@ -9,7 +9,7 @@ import logging
 import signal
 import threading
 import traceback
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.packs import train_pack
+from msa_ablate.progress import ShowProgress
 from msa_ablate.run import train_run
 from msa_ablate.train import TrainingDiverged
 
@@ -137,7 +138,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
-            overridden: Collection[str] = (), default: DictConfig | None = None) -> list[dict]:
+            overridden: Collection[str] = (), default: DictConfig | None = None, bar: bool = False,
+            varied: Sequence[str] = ()) -> list[dict]:
     """Train one configuration (or a seed pack of it); returns the record of each run.
 
     Exactly once: a folder that already holds its run's completed record is kept as it is (unless
@@ -146,7 +148,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
     aside first. ``job_num`` (the job's number in a sweep) picks the GPU under
     ``trainer.device=auto``; ``overridden``: the keys its command line sets; ``default``: the
     config ``python -m msa_ablate`` composes with no overrides (Hydra's node included), which
-    each record says what its run changes from."""
+    each record says what its run changes from; ``bar``: show progress as a bar (a terminal's);
+    ``varied``: the keys the job's sweep varies."""
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         runs, data = job_runs(cfg, output_dir, overridden)
@@ -155,8 +158,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         raise
     resume = cfg.get("resume", True)
     done = {folder: rec for _, folder, run_id in runs if resume and (rec := records.completed(folder, run_id))}
-    for folder in done:
-        log.info("%s: already completed, skipped (resume=false runs it again)", folder)
+    for folder, record in done.items():
+        log.info("%s: already completed, skipped (resume=false runs it again); %s", folder, headline(record))
     todo = [(member, folder, run_id) for member, folder, run_id in runs if folder not in done]
     if not todo:
         return list(done.values())
@@ -169,8 +172,10 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
     base = (records.resolved(default), default.hydra.runtime.choices) if default is not None else None
     recs = [{"identity": run_id, "seed": member.seed, "choices": dict(choices), "config": records.resolved(member),
              "changes": records.changes(records.resolved(member), choices, *base) if base else None,
+             **({"varied": list(varied)} if varied else {}),
              "data": {"fingerprint": data}} for member, _, run_id in todo]
-    callbacks = [Checkpoint(checkpoint, key, saved)] + ([CudaGraph()] if cfg.trainer.cuda_graph else [])
+    callbacks = [Checkpoint(checkpoint, key, saved), *([CudaGraph()] if cfg.trainer.cuda_graph else []),
+                 ShowProgress(output_dir.name, bar, cfg.trainer.progress_every)]
     try:
         with sigterm_as_interrupt():
             device = resolve_device(cfg.trainer.device, job_num)
@@ -190,11 +195,26 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         if not isinstance(e, UserError):
             log.error("run failed:\n%s", traceback.format_exc())
         raise
+    for record, (_, folder, _) in zip(recs, todo):
+        log.info("%s: %s", folder, headline(record))
     diverged = [f"seed {r['seed']}: {r['reason'].removeprefix('TrainingDiverged: ')}" for r in recs
                 if r["status"] == "failed"]
     if diverged:  # a pack's members; the job fails (a sweep reports it at the end), the others are kept
         raise TrainingDiverged("; ".join(diverged))
     return [*done.values(), *recs]
+
+
+HEADLINE = ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE")
+
+
+def headline(record: dict) -> str:
+    """A run's outcome in one line: ``completed in 42 s, best epoch 3 of 20 (valid Corr 0.6989); test Corr ...``."""
+    if record.get("status") != "completed":
+        return f"{record.get('status')}: {record.get('reason')}"
+    metric, valid, test = record["select_metric"], record["valid"], record["test"]
+    scores = ", ".join(f"{m} {test[m]:.4f}" for m in HEADLINE if test.get(m) is not None) or "not read"
+    return (f"completed in {record['train_seconds']:.0f} s, best epoch {record['best_epoch']} of "
+            f"{len(record['history'])} (valid {metric} {valid[metric]:.4f}); test {scores}")
 
 
 def mark(recs: list[dict], todo: list, status: str, reason: str) -> None:

@@ -230,17 +230,19 @@ def evaluate_pack(pack: SeedPack, split: Split, loss_fn: LossFn, batch_size: int
     return [score(p, split.labels, loss_fn) for p in predict(pack.shared, split, batch_size)]
 
 
-def fit_pack(models: Sequence[nn.Module], data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig, *, seeds: Sequence[int],
-             writers: Sequence | None = None, callbacks: Iterable[Callback] = ()) -> list[MemberResult]:
+def fit_pack(models: Sequence[nn.Module], data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig, *,
+             seeds: Sequence[int], writers: Sequence | None = None,
+             callbacks: Iterable[Callback] = ()) -> list[MemberResult]:
     """``fit`` for several seeds at once: ``models`` (one per seed, each initialised under its seed,
     on the data's device) train as a seed pack, each with its own batch order from its seed, and
     each ends holding its best state. ``writers``: one SummaryWriter per member."""
     train, valid = data.splits["train"], data.splits["valid"]
     pack = SeedPack(models)
-    optimizer, scheduler = optimiser(pack.parameters(), recipe, math.ceil(len(train) / recipe.batch_size))
+    batches = math.ceil(len(train) / recipe.batch_size)
+    optimizer, scheduler = optimiser(pack.parameters(), recipe, batches)
     training = PackTraining(pack, optimizer, scheduler, pack_step(pack, train, loss_fn, optimizer),
-                            [torch.Generator().manual_seed(s) for s in seeds], [Progress() for _ in seeds],
-                            [""] * len(seeds))
+                            [torch.Generator().manual_seed(s) for s in seeds], recipe.epochs, batches,
+                            [Progress() for _ in seeds], [""] * len(seeds))
     start = time.perf_counter()
     for callback in callbacks:
         callback.on_fit_start(training)
@@ -307,7 +309,7 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
             if result.diverged:
                 record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)
             else:
-                finish_events(writer, cfg, record["choices"], model, data, result)
+                finish_events(writer, cfg, record, model, data, result)
                 record.update(outcome(cfg, result))
             records.write(folder, record)
     finally:

@@ -27,9 +27,12 @@ FILE = "metrics.json"
 # Settings that change how a run is kept or shown, not what it computes. `seeds` lists a pack's
 # members (each member's own `seed` is in its identity); `data.path` is where the data is, and
 # the data's content is in the identity through its fingerprint.
-NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "data.path")
+NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every",
+                   "data.path")
 # Config groups that say how a run was launched, not what it computes.
 LAUNCH_GROUPS = ("experiment", "hparams_search")
+# What a configuration is not: its runs differ in the seed, and in how they are kept.
+NOT_A_CHANGE = ("seed", "resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every")
 OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt")  # what a run leaves in its folder
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
 
@@ -73,8 +76,7 @@ def changes(config: Mapping, choices: Mapping, default: Mapping, default_choices
     groups = {group if group in default_choices else f"+{group}": option for group, option in choices.items()
               if group not in LAUNCH_GROUPS and default_choices.get(group) != option}
     out = dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("+"), item[0])))
-    kept = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph")  # NOT_IN_IDENTITY, bar the data's path
-    skip = {g.lstrip("+") for g in out} | {f"model.{g}" for g in choices} | {"seed", *kept}
+    skip = {g.lstrip("+") for g in out} | {f"model.{g}" for g in choices} | set(NOT_A_CHANGE)
     flat, base = flatten(config), flatten(default)
     for key in sorted(set(flat) | set(base)):
         if any(key == s or key.startswith(f"{s}.") for s in skip):

@@ -68,28 +68,32 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
     with SummaryWriter(str(folder)) as writer:
         result = fit(model, data, build_loss(cfg), cfg.trainer, seed=cfg.seed, writer=writer,
                      callbacks=callbacks)
-        finish_events(writer, cfg, record["choices"], model, data, result)
+        finish_events(writer, cfg, record, model, data, result)
     record.update(outcome(cfg, result))
     records.write(folder, record)
     return record
 
 
 def outcome(cfg: DictConfig, result: FitResult) -> dict:
-    """A completed run's part of its record; its one log line."""
+    """A completed run's part of its record."""
     metric = cfg.trainer.select_metric
-    log.info("seed %d: best epoch %d (valid %s %.4f); test %s", cfg.seed, result.best_epoch, metric,
-             result.valid[metric], {k: round(v, 4) for k, v in result.test.items()})
     return {"status": "completed", "best_epoch": result.best_epoch, "select_metric": metric, "valid": result.valid,
             "test": result.test, "train_seconds": round(result.train_seconds, 3), "history": result.history}
 
 
-def finish_events(writer: SummaryWriter, cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module,
+def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: torch.nn.Module,
                   data: MOSIData, result: FitResult) -> None:
-    """The model graph (``trainer.log_graph``), and the hparams with the final metrics."""
+    """The model graph (``trainer.log_graph``), and the hparams with the final metrics: what the
+    run's sweep varies first (TensorBoard's table shows the first few), then the groups' options,
+    the seed and the trainer's settings. The final metrics sort after the loss curves."""
     if cfg.trainer.log_graph:
         log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
-    params = {**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}}
-    metrics = {f"{split}/{k}": v for split, scores in (("best_valid", result.valid), ("test", result.test))
+    choices = {k: v for k, v in record["choices"].items() if k not in (*records.LAUNCH_GROUPS, "trainer")}
+    known = {**choices, "seed": cfg.seed, **records.flatten(record["config"])}
+    params = {k: known.get(k) for k in record.get("varied", [])}
+    params.update({**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}})
+    params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+    metrics = {f"{split}/{k}": v for split, scores in (("valid_best", result.valid), ("test", result.test))
                for k, v in scores.items() if math.isfinite(v)}
     # written into the run's own event file: add_hparams would open a timestamped sub-folder,
     # which TensorBoard then lists as a second run

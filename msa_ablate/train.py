@@ -84,6 +84,8 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     step: Step
     order: torch.Generator  # the batch order: a stream of its own, apart from initialisation and dropout
+    epochs: int
+    steps_per_epoch: int
     progress: Progress
 
     @property
@@ -205,9 +207,10 @@ def fit(model: nn.Module, data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig
     the composed ``cfg.trainer``); it ends holding its best state. ``seed`` draws the batch order;
     ``writer`` (a SummaryWriter) gets every epoch's scalars."""
     train, valid = data.splits["train"], data.splits["valid"]
-    optimizer, scheduler = optimiser(model.parameters(), recipe, math.ceil(len(train) / recipe.batch_size))
+    batches = math.ceil(len(train) / recipe.batch_size)
+    optimizer, scheduler = optimiser(model.parameters(), recipe, batches)
     training = Training(model, optimizer, scheduler, train_step(model, train, loss_fn, optimizer),
-                        torch.Generator().manual_seed(seed), Progress())
+                        torch.Generator().manual_seed(seed), recipe.epochs, batches, Progress())
     start = time.perf_counter()
     for callback in callbacks:
         callback.on_fit_start(training)

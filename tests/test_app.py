@@ -31,8 +31,13 @@ def test_default_config_is_the_handout_baseline():
 def test_one_run_writes_metrics_and_tensorboard(tmp_path):
     """In a process of its own, as a user types it."""
     out = tmp_path / "run"
-    proc = cli(*TINY, "trainer.epochs=2", "seed=7", f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = cli(*TINY, "trainer.epochs=2", "seed=7", "trainer.progress_every=0.01", f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    # progress as plain lines, not a bar: the output is no terminal; the last line says where the run is and how it did
+    assert "epoch 2/2, step 4/4: " in proc.stdout and "left" in proc.stdout and "\r" not in proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.split(" - ", 1)[1].startswith(f"{out}: completed in ") and ", best epoch " in last
+    assert "test Corr 0." in last and "MAE " in last and "{" not in last
 
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "completed" and record["seed"] == 7

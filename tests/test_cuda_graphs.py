@@ -56,7 +56,8 @@ def test_cuda_graph_needs_a_cuda_device():
 
 
 def test_cuda_graph_on_cpu_is_a_one_line_error(tmp_path):
-    result = main("data.scale=0.05", "trainer.device=cpu", "trainer.cuda_graph=true", f"hydra.run.dir={tmp_path / 'run'}")
+    result = main("data.scale=0.05", "trainer.device=cpu", "trainer.cuda_graph=true",
+                  f"hydra.run.dir={tmp_path / 'run'}")
     assert result.code == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "msa_ablate: error: trainer.cuda_graph=true needs a CUDA device; this run's is cpu")

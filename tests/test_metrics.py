@@ -209,3 +209,13 @@ def test_constant_predictions_other_metrics():
 def test_size_mismatch_raises(n_preds, n_truth):
     with pytest.raises(ValueError, match=f"{n_preds} vs {n_truth}"):
         mosi_metrics(np.zeros(n_preds), np.zeros(n_truth))
+
+
+def test_a_prediction_of_exactly_zero_is_negative_in_the_non0_pair():
+    """Non0's classes are > 0 and < 0: a prediction of 0 is not positive (a `>=` would make it so);
+    the Has0 pair's positive class is >= 0, and there it is."""
+    truth = np.array([1.0, 2.0, -1.0, -2.0])
+    preds = np.array([0.0, 1.0, -1.0, -1.0])
+    metrics = mosi_metrics(preds, truth)
+    assert metrics["Non0_acc_2"] == 0.75  # 0.0 against a positive label: wrong
+    assert metrics["Has0_acc_2"] == 1.0  # 0.0 >= 0 and 1.0 >= 0: right

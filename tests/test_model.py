@@ -14,22 +14,10 @@ def build(*overrides, dims=DIMS):
     return instantiate(compose_config(*overrides).model, _partial_=True)(input_dims=dims)
 
 
-def seed_names(state: dict) -> dict:
-    """Our parameter names -> the handout model's (vision_fc, mm_lstm, ...)."""
-    renamed = {}
-    for key, value in state.items():
-        for ours, theirs in [("branches.{m}.norm.", "{m}_norm."), ("branches.{m}.proj.", "{m}_fc."),
-                             ("branches.{m}.encoder.lstm.", "{m}_lstm.")]:
-            for m in DIMS:
-                key = key.replace(ours.format(m=m), theirs.format(m=m))
-        renamed[key.replace("fusion.lstm.", "mm_lstm.").replace("head.fc.", "fc.")] = value
-    return renamed
-
-
 def test_baseline_is_the_handout_model():
     """Same parameters, shapes and outputs as the notebook's model: load_state_dict is strict."""
     ours, theirs = build(), handout.MultimodalSentimentAnalysisModel()
-    theirs.load_state_dict(seed_names(ours.state_dict()))
+    theirs.load_state_dict(handout.from_project_state(ours.state_dict()))
     x = {m: torch.randn(4, 50, d) for m, d in DIMS.items()}
     x["text"][:, :20] = 0  # front padding
     ours.eval(), theirs.eval()

@@ -151,7 +151,7 @@ def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
     for seed in (3, 7):
         seed_everything(seed)
         models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
-    packed = poisoned(1)(models, data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seeds=[3, 7])
+    packed = poisoned(1)(models, data, torch.nn.MSELoss(), TrainerConfig(epochs=2), seeds=[3, 7])
     [alone], _, _ = train_members([3], data)
     assert packed[1].diverged == "non-finite training loss at epoch 1, step 1" and packed[1].test == {}
     assert not packed[0].diverged and packed[0].best_epoch == alone.best_epoch

@@ -109,7 +109,8 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
 
     again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip().splitlines()[-1].startswith(f"{sweep}: 3 jobs, 2 completed, 1 skipped (completed before)")
+    summary = again.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"{sweep}: 3 jobs, 2 completed, 1 skipped (completed before)")
     records = [json.loads((job[seed] / "metrics.json").read_text()) for seed in (1, 2, 3)]
     assert [r["status"] for r in records] == ["completed"] * 3 and [r["seed"] for r in records] == [1, 2, 3]
     assert (job[1] / "metrics.json").stat().st_mtime_ns == stamp  # skipped, not re-run

@@ -4,29 +4,16 @@ import pickle
 import pytest
 import torch
 from hydra.utils import instantiate
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from msa_ablate import handout
+from msa_ablate.bench import TrainerOrder
 from msa_ablate.config import TrainerConfig
 from msa_ablate.data.mosi import load_mosi
 from msa_ablate.data.synthetic import make_synthetic_mosi, synthetic_arrays
 from msa_ablate.errors import ConfigError
 from msa_ablate.train import TrainingDiverged, fit, is_better, seed_everything
 from tests.conftest import compose_config, run_tiny
-from tests.test_model import seed_names
-
-
-class SameOrder(Sampler):
-    """The trainer's batch order: one randperm per epoch from a generator seeded with the run's seed."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.generator = n, torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        return iter(torch.randperm(self.n, generator=self.generator).tolist())
 
 
 def test_trainer_matches_the_handout_loop(tmp_path, recorder):
@@ -40,13 +27,13 @@ def test_trainer_matches_the_handout_loop(tmp_path, recorder):
     seed_everything(seed)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     reference = handout.MultimodalSentimentAnalysisModel()
-    reference.load_state_dict(seed_names(model.state_dict()))
+    reference.load_state_dict(handout.from_project_state(model.state_dict()))
 
     result = fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3), seed=seed,
                  writer=recorder)
 
     train = handout.MOSIDataset(path, "train")
-    train_loader = DataLoader(train, batch_size=16, sampler=SameOrder(len(train), seed))
+    train_loader = DataLoader(train, batch_size=16, sampler=TrainerOrder(len(train), seed))
     valid_loader = DataLoader(handout.MOSIDataset(path, "valid"), batch_size=16)
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))

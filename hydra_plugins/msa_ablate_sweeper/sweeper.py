@@ -28,6 +28,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from msa_ablate.progress import duration
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +46,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="msa_ablate", node=Stud
 
 
 # Overrides that say how a job is launched or kept, not what it is: left out of its folder's name.
-NOT_IN_FOLDER_NAME = ("experiment", "hparams_search", "resume", "seeds", "trainer.log_graph", "trainer.keep_checkpoint")
+NOT_IN_FOLDER_NAME = ("experiment", "hparams_search", "resume", "seeds", "trainer.log_graph", "trainer.keep_checkpoint",
+                      "trainer.progress_every")
 
 
 def folder_name(job: List[str]) -> str:
@@ -56,15 +59,27 @@ def folder_name(job: List[str]) -> str:
     return name if len(name) <= 120 else f"{name[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
+def varied(jobs: List[List[str]]) -> List[str]:
+    """The keys whose value is not the same in every job (a key some jobs lack varies too)."""
+    values: Dict[str, set] = {}
+    for job in jobs:
+        given = dict(o.split("=", 1) for o in job)
+        for key in {k for j in jobs for k in (o.split("=", 1)[0] for o in j)}:
+            values.setdefault(key, set()).add(given.get(key))
+    return sorted((k for k, v in values.items() if len(v) > 1), key=lambda k: (k == "seed", k))  # seeds last
+
+
 def with_folders(jobs: List[List[str]]) -> List[List[str]]:
-    """Each job with its folder (``hydra.sweep.subdir``); a name taken twice gets the job's number."""
+    """Each job with its folder (``hydra.sweep.subdir``; a name taken twice gets the job's number)
+    and the keys the sweep varies (``MSA_ABLATE_VARIED``: TensorBoard's hparams list them first)."""
+    keys = ",".join(k.lstrip("+") for k in varied(jobs))
     seen: set = set()
     named = []
     for i, job in enumerate(jobs):
         name = folder_name(job)
         name = name if name not in seen else f"{name}%23{i}"
         seen.add(name)
-        named.append([*job, f"hydra.sweep.subdir='{name}'"])
+        named.append([*job, f"hydra.sweep.subdir='{name}'", f"++hydra.job.env_set.MSA_ABLATE_VARIED='{keys}'"])
     return named
 
 
@@ -147,9 +162,3 @@ def ran_since(job: JobReturn, start: float) -> bool:
     folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
     return any(p.stat().st_mtime >= start for p in [folder / "metrics.json", *folder.glob("seed_*/metrics.json")]
                if p.exists())
-
-
-def duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -1,0 +1,38 @@
+"""What a user reads: TensorBoard's names and order, the analysis's choice of sweep, pytest's count."""
+
+import subprocess
+import sys
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from analysis.summarize import main as summarize
+from tests.conftest import ROOT, TINY, main
+
+
+def test_tensorboard_lists_runs_by_what_they_are_and_the_swept_setting_first(tmp_path):
+    sweep = tmp_path / "sweep"
+    assert main("-m", *TINY, "trainer.log_graph=false", "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}").code == 0
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert runs == [f"data.scale=0.05,loss={loss},seed={s},trainer.device=cpu,trainer.epochs=1"
+                    for loss in ("l1", "mse") for s in (1, 2)]
+    for run in runs:
+        acc = EventAccumulator(str(sweep / run)).Reload()
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(
+            acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+        assert [h.name for h in experiment.hparam_infos][:2] == ["loss", "seed"]  # HPARAMS shows the first few
+        assert sorted(acc.Tags()["scalars"])[0].startswith("loss/")  # Time Series opens on the loss curves
+
+
+def test_the_analysis_takes_the_newest_sweep_with_runs_and_says_which(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main("-m", *TINY, "trainer.log_graph=false", "seed=1,2", "hydra.sweep.dir=multirun/a").code == 0
+    assert main("-m", *TINY, "encoder=lstm,lstmm", "hydra.sweep.dir=multirun/b").code == 2  # a typo: no folder
+    assert summarize(["--no-plots"]) == 0
+    assert "the newest sweep: multirun/a" in capsys.readouterr().err
+
+
+def test_the_test_command_prints_its_count_whatever_quiet_flag_is_added():
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/test_metrics.py", "-k", "zero"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and " passed" in done.stdout.strip().splitlines()[-1]
