@@ -144,6 +144,7 @@ def read_run(folder: Path) -> dict:
     row["choices"] = record.get("choices") or {}
     row["data"] = data_label(data, (config or {}).get("data") or {})
     row["loss"] = (record.get("choices") or {}).get("loss", "")
+    row["metrics"] = (record.get("data") or {}).get("metrics", "mosi")  # which set scores it (its label range's)
     row["seed"] = record.get("seed")
     row["status"] = record.get("status", "unknown")
     row["reason"] = record.get("reason", "")
@@ -186,7 +187,8 @@ def write_runs(runs: pd.DataFrame, file: Path) -> Path:
 
 def read_runs(file: Path) -> pd.DataFrame:
     """A table ``write_runs`` wrote, as ``load_runs`` gives it."""
-    text = ["path", "command", "configuration", "settings", "data", "loss", "status", "reason", "commit", "device"]
+    text = ["path", "command", "configuration", "settings", "data", "loss", "metrics", "status", "reason", "commit",
+            "device"]
     runs = pd.read_csv(file, dtype=dict.fromkeys(text, str))
     runs[text] = runs[text].fillna("")
     for column in JSON_COLUMNS:

@@ -25,7 +25,9 @@ from analysis.stats import ADJUSTMENTS, ALPHA, paired
 from analysis.stats import adjust as adjusted
 from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
-HANDOUT_METRICS = ["Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"]
+# The columns shown: the handout's metrics for MOSI-like labels, MMSA's for CH-SIMS-like ones
+SHOWN = {"mosi": ["Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MAE", "Corr"],
+         "sims": ["Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr"]}
 HAS0_METRICS = ["Has0_acc_2", "Has0_F1_score"]
 FORMATS = {"terminal": "simple", "markdown": "github", "latex": "latex_booktabs"}
 BASELINE = "baseline"
@@ -109,7 +111,9 @@ def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", basel
     already), sorted best first by ``metric``; the paired comparison with the baseline is on
     ``metric``, its p adjusted over the table's rows."""
     runs, base, _ = with_labels(runs, baseline) if "config" not in runs else (runs, baseline, {})
-    metrics = [*HANDOUT_METRICS, *(HAS0_METRICS if has0 else [])]
+    sets = runs.metrics.unique() if "metrics" in runs else ["mosi"]
+    metrics = list(dict.fromkeys(m for name in sorted(sets) for m in SHOWN[name]))
+    metrics += HAS0_METRICS if has0 else []
     metrics += [metric] if metric not in metrics else []
     # One value per (configuration, seed): a seed run twice (listed by summarize) counts once, as its mean.
     done = runs[runs.status == "completed"]

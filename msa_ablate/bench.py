@@ -46,7 +46,7 @@ from msa_ablate import handout
 from msa_ablate.config import TrainerConfig
 from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data import Split
-from msa_ablate.data.mosi import load_mosi
+from msa_ablate.data.pickles import load_pickle
 from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
 from msa_ablate.jobs import resolve_device
 from msa_ablate.packs import fit_pack
@@ -97,7 +97,7 @@ def reference(path: Path, device: torch.device, epochs: int, seed: int) -> list[
 
 def project(path: Path, device: torch.device, epochs: int, seeds: list[int],
             cuda_graph: bool = False) -> list[dict[str, float]]:
-    data = load_mosi(str(path)).to(device)
+    data = load_pickle(str(path)).to(device)
     models = [baseline_model(data.dims, seed).to(device) for seed in seeds]
     recipe, callbacks = TrainerConfig(epochs=epochs), [CudaGraph()] if cuda_graph else []
     if len(seeds) == 1:
@@ -123,12 +123,15 @@ def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> t
 
 def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[dict[str, float]]:
     """Where one training step of the baseline (the trainer's own: batch 16 gathered by index,
-    forward, MSE, backward, Adam) spends its time: the ``top`` operators by self time, each with its share of the profiled total."""
+    forward, MSE, backward, Adam) spends its time: the ``top`` operators by self time, each with
+    its share of the profiled total."""
     from torch.profiler import ProfilerActivity, profile
 
     model = baseline_model(DIMS, seed=42).to(device)  # MOSI's dims; the cost does not depend on values
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batch = Split({m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}, torch.randn(16, device=device))
+    features = {m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}
+    batch = Split(features, {m: torch.ones(16, STEPS, dtype=torch.bool, device=device) for m in DIMS},
+                  torch.randn(16, device=device), (-3.0, 3.0))
     step, idx = train_step(model, batch, torch.nn.MSELoss(), optimizer), torch.arange(16, device=device)
     model.train()
 
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     graphed = ["graph", "pack_graph"]
-    paths = args.paths.split(",") if args.paths else ["reference", "run", "pack", "serial"] + graphed * (device.type == "cuda")
+    paths = (args.paths.split(",") if args.paths
+             else ["reference", "run", "pack", "serial"] + graphed * (device.type == "cuda"))
     unknown = set(paths) - {"reference", "run", "pack", "serial", *graphed}
     if unknown or args.epochs <= 0 or args.seeds <= 0:
         parser.error(f"--paths {sorted(unknown)} unknown" if unknown else "--epochs and --seeds must be positive")
@@ -195,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         row["quality_ok"] = (all(abs(row[f"test_{m}"] - other[f"test_{m}"]) <= args.tolerance for m in CHECKED)
                              if other else None)
         ok &= row["quality_ok"] is not False
-    env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
            "torch": torch.__version__, "python": platform.python_version(), "msa_ablate": msa_ablate.__version__,
            "epochs": args.epochs, "scale": args.scale}
     print(f"# {env['device']}; torch {env['torch']}; {args.epochs} epochs; data scale {args.scale}")

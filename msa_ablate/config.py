@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, List
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
-from msa_ablate.metrics import SCORE_NAMES
+from msa_ablate.metrics import METRIC_SETS, SCORE_NAMES, metric_set
 
 
 @dataclass
@@ -42,22 +42,30 @@ class SyntheticDataConfig:
     _target_: str = "msa_ablate.data.synthetic.make_synthetic_mosi"
     seed: int = 0  # the data's own seed, apart from the run's
     scale: float = 1.0  # fraction of MOSI's split sizes
+    unaligned: bool = False  # audio and vision frames at their own rates (375 and 500 steps)
+    layout: str = "handout"  # handout | mult | mmsa: which file layout it imitates
+    label_range: List[float] = field(default_factory=lambda: [-3.0, 3.0])  # [-1, 1]: CH-SIMS-like labels
+    align: str = "none"  # none | resample | pool: unaligned audio and vision onto the text's steps
 
 
 @dataclass
-class MOSIDataConfig:
-    """conf/data/mosi.yaml: a MOSI pickle."""
+class PickleDataConfig:
+    """conf/data/{mosi,mosei,sims,simsv2}.yaml: a dataset's pickle."""
 
-    _target_: str = "msa_ablate.data.mosi.load_mosi"
+    _target_: str = "msa_ablate.data.pickles.load_pickle"
     path: str = MISSING
     dims: Any = None  # {modality: dim} the file must have (null: the file's); Any, as a typed dict takes no new keys
     clip_labels: bool = False  # true: labels outside the range are clipped into it (counted in metrics.json)
+    align: str = "none"  # none | resample | pool: unaligned audio and vision onto the text's steps
+    label_range: List[float] = field(default_factory=lambda: [-3.0, 3.0])  # the dataset's; it picks the metrics
+    name: str = ""  # the dataset's name, for the warnings below
+    expect: Any = None  # what a real file of the dataset holds: split sizes, the dims of its known layouts
 
 
 store = ConfigStore.instance()
 store.store(group="schema", name="trainer", node=TrainerConfig)
 store.store(group="schema", name="synthetic", node=SyntheticDataConfig)
-store.store(group="schema", name="mosi", node=MOSIDataConfig)
+store.store(group="schema", name="pickle", node=PickleDataConfig)
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -84,6 +92,15 @@ def check_settings(cfg: DictConfig) -> None:
     if dims is not None and not (isinstance(dims, Mapping) and all(is_int(d) and d > 0 for d in dims.values())):
         raise ConfigError(f"data.dims={dims}: expected a dim per modality, e.g. "
                           "data.dims={text:300,audio:74,vision:35}")
+
+
+def check_for_data(cfg: DictConfig, data) -> None:
+    """The rules between the settings and the data loaded: the selection metric is one the data's
+    label range is scored by."""
+    names = METRIC_SETS[metric_set(data.label_range)]
+    if cfg.trainer.select_metric not in ("loss", *names):
+        raise ConfigError(f"trainer.select_metric={cfg.trainer.select_metric}: labels in {list(data.label_range)} "
+                          f"are scored by {', '.join(names)} (or the loss)")
 
 
 def is_seed(value: object) -> bool:

@@ -41,7 +41,8 @@ def owner_of(full_key: str) -> str:
             continue
     if not owners:
         return ""
-    return f"; it belongs to {' and '.join(owners)} (choose it first, e.g. {owners[0]} {full_key}=...)"
+    listed = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+    return f"; it belongs to {listed} (choose it first, e.g. {owners[0]} {full_key}=...)"
 
 
 def explain(error: Exception) -> str:

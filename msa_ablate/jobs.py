@@ -204,7 +204,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
     return [*done.values(), *recs]
 
 
-HEADLINE = ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE")
+HEADLINE = {"mosi": ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE"),
+            "sims": ("Corr", "Mult_acc_2", "F1_score", "Mult_acc_5", "MAE")}
 
 
 def headline(record: dict) -> str:
@@ -212,7 +213,8 @@ def headline(record: dict) -> str:
     if record.get("status") != "completed":
         return f"{record.get('status')}: {record.get('reason')}"
     metric, valid, test = record["select_metric"], record["valid"], record["test"]
-    scores = ", ".join(f"{m} {test[m]:.4f}" for m in HEADLINE if test.get(m) is not None) or "not read"
+    names = HEADLINE[(record.get("data") or {}).get("metrics", "mosi")]
+    scores = ", ".join(f"{m} {test[m]:.4f}" for m in names if test.get(m) is not None) or "not read"
     return (f"completed in {record['train_seconds']:.0f} s, best epoch {record['best_epoch']} of "
             f"{len(record['history'])} (valid {metric} {valid[metric]:.4f}); test {scores}")
 

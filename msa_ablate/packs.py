@@ -33,7 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from msa_ablate import records
 from msa_ablate.config import TrainerConfig
-from msa_ablate.data import MOSIData, Split
+from msa_ablate.data import MSAData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
 from msa_ablate.run import build_loss, build_model, finish_events, load_data, outcome
@@ -227,10 +227,10 @@ def pack_step(pack: SeedPack, train: Split, loss_fn: LossFn, optimizer: torch.op
 
 def evaluate_pack(pack: SeedPack, split: Split, loss_fn: LossFn, batch_size: int) -> list[dict[str, float]]:
     pack.eval()
-    return [score(p, split.labels, loss_fn) for p in predict(pack.shared, split, batch_size)]
+    return [score(p, split, loss_fn) for p in predict(pack.shared, split, batch_size)]
 
 
-def fit_pack(models: Sequence[nn.Module], data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig, *,
+def fit_pack(models: Sequence[nn.Module], data: MSAData, loss_fn: LossFn, recipe: TrainerConfig, *,
              seeds: Sequence[int], writers: Sequence | None = None,
              callbacks: Iterable[Callback] = ()) -> list[MemberResult]:
     """``fit`` for several seeds at once: ``models`` (one per seed, each initialised under its seed,
@@ -293,7 +293,7 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     """msa_ablate.run.train_run for a seed pack: a config, folder and record per member; each
     member's record, completed or failed, is written into its own folder."""
     data = load_data(cfgs[0]).to(device)
-    models = [build_model(cfg, data.dims).to(device) for cfg in cfgs]
+    models = [build_model(cfg, data, recs[0]["choices"]).to(device) for cfg in cfgs]
     n_params = sum(p.numel() for p in models[0].parameters())
     for record in recs:
         record["data"].update(data.summary())

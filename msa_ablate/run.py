@@ -22,8 +22,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from msa_ablate import records
-from msa_ablate.data import MOSIData
+from msa_ablate.config import check_for_data
+from msa_ablate.data import MSAData
 from msa_ablate.data.fingerprint import fingerprint
+from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
 from msa_ablate.train import Callback, FitResult, fit, seed_everything
 
@@ -31,22 +33,33 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_data(spec: str, content: str) -> MOSIData:
+def _load_data(spec: str, content: str) -> MSAData:
     return instantiate(OmegaConf.create(spec), _partial_=True)()
 
 
-def load_data(cfg: DictConfig) -> MOSIData:
+def load_data(cfg: DictConfig) -> MSAData:
     """``cfg.data``, loaded once per process for each content (a sweep's jobs in one process
-    share it; nothing modifies it). Built as a partial and called, so that a DataError reaches the
-    user as it is (instantiate would wrap it in an InstantiationException)."""
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    return _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(data)))
+    share it; nothing modifies it), and checked against the trainer's settings. Built as a partial
+    and called, so that a DataError reaches the user as it is (instantiate would wrap it)."""
+    spec = OmegaConf.to_container(cfg.data, resolve=True)
+    data = _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(spec)))
+    check_for_data(cfg, data)
+    return data
 
 
-def build_model(cfg: DictConfig, dims: dict[str, int]) -> torch.nn.Module:
-    """Initialised under the run's seed (as each member of a seed pack is, under its own)."""
+def build_model(cfg: DictConfig, data: MSAData, choices: dict[str, str]) -> torch.nn.Module:
+    """Initialised under the run's seed (as each member of a seed pack is, under its own), for the
+    data's dims and label range. A fusion that combines the modalities step by step refuses
+    modalities that have steps of their own (unaligned data, without ``data.align``)."""
     seed_everything(cfg.seed)
-    return instantiate(cfg.model, _partial_=True)(input_dims=dims)
+    model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims, label_range=data.label_range)
+    steps = {m: data.steps[m] for m in model.modalities}
+    if getattr(model.fusion, "stepwise", False) and len(set(steps.values())) > 1:
+        raise ConfigError(f"fusion={choices.get('fusion')}: it combines the modalities step by step, and these have "
+                          f"steps of their own ({steps}): set data.align=resample or data.align=pool, or choose "
+                          "a fusion that attends across them (cross_attention, text_centred) or pools each "
+                          "(tensor, late)")
+    return model
 
 
 def build_loss(cfg: DictConfig) -> torch.nn.Module:
@@ -60,7 +73,7 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
     ``record`` (what the job knows of the run: its identity), updated in place, so that a job
     that fails still has the facts gathered so far."""
     data = load_data(cfg).to(device)
-    model = build_model(cfg, data.dims).to(device)
+    model = build_model(cfg, data, record["choices"]).to(device)
     record["data"].update(data.summary())
     record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), pack_size=1)
     log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in record["choices"].items()),
@@ -82,12 +95,13 @@ def outcome(cfg: DictConfig, result: FitResult) -> dict:
 
 
 def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: torch.nn.Module,
-                  data: MOSIData, result: FitResult) -> None:
+                  data: MSAData, result: FitResult) -> None:
     """The model graph (``trainer.log_graph``), and the hparams with the final metrics: what the
     run's sweep varies first (TensorBoard's table shows the first few), then the groups' options,
     the seed and the trainer's settings. The final metrics sort after the loss curves."""
     if cfg.trainer.log_graph:
-        log_graph(writer, model, {m: x[:2] for m, x in data.splits["valid"].features.items()})
+        valid = data.splits["valid"]
+        log_graph(writer, model, valid.inputs(torch.arange(2, device=valid.labels.device)))
     choices = {k: v for k, v in record["choices"].items() if k not in (*records.LAUNCH_GROUPS, "trainer")}
     known = {**choices, "seed": cfg.seed, **records.flatten(record["config"])}
     params = {k: known.get(k) for k in record.get("varied", [])}

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from msa_ablate.config import TrainerConfig
-from msa_ablate.data import MOSIData, Split
-from msa_ablate.metrics import LOWER_IS_BETTER, mosi_metrics
+from msa_ablate.data import MSAData, Split
+from msa_ablate.metrics import LOWER_IS_BETTER, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 
 
 def gather(split: Split, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(features, labels) of the samples ``idx`` indexes (any shape: a pack's (K, B) gives K batches)."""
-    return {m: x[idx] for m, x in split.features.items()}, split.labels[idx]
+    """(inputs, labels) of the samples ``idx`` indexes (any shape: a pack's (K, B) gives K batches)."""
+    return split.inputs(idx), split.labels[idx]
 
 
 def optimiser(parameters: Iterable[torch.Tensor], recipe: TrainerConfig, batches: int):
@@ -165,9 +165,10 @@ def run_epoch(step: Step, scheduler, batches: Iterable[torch.Tensor]) -> tuple[t
     return torch.stack(losses).cpu(), [float(lr) for lr in lrs]
 
 
-def score(preds: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn) -> dict[str, float]:
-    """The loss over all samples and the MOSI metrics."""
-    return {"loss": float(loss_fn(preds, labels)), **mosi_metrics(preds.cpu().numpy(), labels.cpu().numpy())}
+def score(preds: torch.Tensor, split: Split, loss_fn: LossFn) -> dict[str, float]:
+    """The loss over all of the split's samples, and the metrics of its label range."""
+    return {"loss": float(loss_fn(preds, split.labels)),
+            **regression_metrics(preds.cpu().numpy(), split.labels.cpu().numpy(), split.label_range)}
 
 
 @torch.no_grad()
@@ -179,7 +180,7 @@ def predict(forward: Callable, split: Split, batch_size: int) -> torch.Tensor:
 
 def evaluate(model: nn.Module, split: Split, loss_fn: LossFn, batch_size: int) -> dict[str, float]:
     model.eval()
-    return score(predict(model, split, batch_size), split.labels, loss_fn)
+    return score(predict(model, split, batch_size), split, loss_fn)
 
 
 def report_epoch(who: str, epoch: int, epochs: int, p: Progress, best: bool, writer,
@@ -201,7 +202,7 @@ def report_epoch(who: str, epoch: int, epochs: int, p: Progress, best: bool, wri
             writer.add_scalar(f"valid/{k.removeprefix('valid_')}", v, epoch)
 
 
-def fit(model: nn.Module, data: MOSIData, loss_fn: LossFn, recipe: TrainerConfig, *, seed: int, writer=None,
+def fit(model: nn.Module, data: MSAData, loss_fn: LossFn, recipe: TrainerConfig, *, seed: int, writer=None,
         callbacks: Iterable[Callback] = ()) -> FitResult:
     """Trains ``model`` (initialised, on the data's device) with ``recipe`` (a TrainerConfig, or
     the composed ``cfg.trainer``); it ends holding its best state. ``seed`` draws the batch order;

@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from msa_ablate.data.synthetic import synthetic_arrays
-from msa_ablate.metrics import METRIC_NAMES
+from msa_ablate.metrics import MOSI_METRICS
 from tests.conftest import TINY, cli, compose_config, main
 
 TINY_TRAINER = [o for o in TINY if o.startswith("trainer.")]  # data=mosi has no data.scale
@@ -42,7 +42,7 @@ def test_one_run_writes_metrics_and_tensorboard(tmp_path):
     record = json.loads((out / "metrics.json").read_text())
     assert record["status"] == "completed" and record["seed"] == 7
     assert {k: v for k, v in record["choices"].items()} == BASELINE
-    assert set(METRIC_NAMES) <= set(record["test"]) and set(METRIC_NAMES) <= set(record["valid"])
+    assert set(MOSI_METRICS) <= set(record["test"]) and set(MOSI_METRICS) <= set(record["valid"])
     assert 1 <= record["best_epoch"] <= 2 and len(record["history"]) == 2
     assert record["n_params"] == 582_067 and record["device"] == "cpu" and record["train_seconds"] > 0
     assert record["data"]["sizes"] == {"train": 64, "valid": 11, "test": 34}
@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, culprit):
     (["trainer.lr=abc"], "trainer.lr: Value 'abc' of type 'str' could not be converted to Float"),
     (["trainer.epoch=3"], "trainer.epoch: no such key; did you mean trainer.epochs?"),
     (["model.hiden=64"], "model.hiden: no such key; did you mean model.hidden?"),
-    (["data.path=/x.pkl"], "data.path: no such key; it belongs to data=mosi"),
+    (["data.path=/x.pkl"], "data.path: no such key; it belongs to data=mosei, data=mosi, data=sims and data=simsv2"),
     (["encoder.heads=2"], "encoder.heads: no such key; it belongs to encoder=transformer"),
     (["encoder=lstmm"], "encoder=lstmm: no such option in conf/encoder/; did you mean lstm?"),
     (["trainer.lr=[1"], "trainer.lr=[1: no viable alternative"),
@@ -190,7 +190,7 @@ def bad_file(tmp_path, case: str):
                                  "data.clip_labels=true"),
     ("true/false labels", "['valid']['labels']: labels must be real numbers, these are bool (true/false)"),
     ("complex features", "['test']['audio']: complex numbers, not real features"),
-    ("steps differ between splits", "['test']: 45 steps per clip, but the train split has 50"),
+    ("steps differ between splits", "['test']: 45 steps per clip in 'text', but the train split has 50"),
 ])
 def test_a_bad_data_file_is_one_line_and_exit_2(tmp_path, case, message):
     path = bad_file(tmp_path, case)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from msa_ablate.data import MODALITIES, SPLITS, from_arrays
-from msa_ablate.data.mosi import load_mosi
+from msa_ablate.data.pickles import load_pickle as load_mosi
 from msa_ablate.data.synthetic import make_synthetic_mosi, synthetic_arrays
 from msa_ablate.errors import ConfigError, DataError, UserError
 
@@ -59,7 +59,7 @@ def test_full_scale_sizes_steps_dims():
     data = make_synthetic_mosi(seed=0, scale=1.0)
     summary = data.summary()
     assert summary["sizes"] == {"train": 1284, "valid": 229, "test": 686}
-    assert summary["steps"] == 50
+    assert summary["steps"] == {"text": 50, "audio": 50, "vision": 50}
     assert summary["dims"] == {"text": 300, "audio": 74, "vision": 35}
     for name, split in data.splits.items():
         n = summary["sizes"][name]
@@ -231,7 +231,7 @@ def test_load_layouts(tmp_path, raw, layout, dims):
     assert data.source == path
     assert data.dims == dims  # from the file, not hard-coded
     summary = data.summary()
-    assert summary["steps"] == 50
+    assert summary["steps"] == {"text": 50, "audio": 50, "vision": 50}
     assert summary["sizes"] == {s: raw[s]["labels"].shape[0] for s in SPLITS}
     for s in SPLITS:
         split = data.splits[s]
@@ -358,11 +358,12 @@ INVALID = [
     ("vision_rank_4", _set("valid", "vision", lambda x: x[..., None]), ["'valid'", "'vision'", "rank"]),
     ("ragged_audio", _set("train", "audio", lambda x: [x[0], x[1][:, :3]]), ["'train'", "'audio'"]),
     ("dims_differ_between_splits", _set("test", "vision", lambda x: x[..., :20]), ["'test'", "'vision'"]),
-    ("steps_differ_between_modalities", _set("valid", "audio", lambda x: x[:, 10:]),
-     ["'valid'", "'audio': 40", "steps"]),
+    # modalities may differ in steps (unaligned data), but a modality keeps its steps across splits
+    ("audio_steps_differ_between_splits", _set("valid", "audio", lambda x: x[:, 10:]),
+     ["'valid'", "40 steps per clip in 'audio', but the train split has 50"]),
     ("steps_differ_between_splits", lambda raw: {**raw, "test": {k: v[:, 10:] if k in MODALITIES else v
                                                                  for k, v in raw["test"].items()}},
-     ["'test'", "40 steps per clip, but the train split has 50"]),
+     ["'test'", "40 steps per clip in 'text', but the train split has 50"]),
     ("labels_are_booleans", _set("train", "labels", lambda y: y > 0), ["'train'", "'labels'", "bool", "true/false"]),
     ("complex_features", _set("valid", "vision", lambda x: x + 1j), ["'valid'", "'vision'", "complex numbers"]),
 ]

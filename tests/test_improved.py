@@ -59,10 +59,11 @@ def test_text_centred_fusion_ignores_padding(modalities):
     fusion = TextCentredFusion(8, modalities, heads=2).eval()
     x, mask = front_padded()
     seqs = {m: x + i for i, m in enumerate(modalities)}
-    out = fusion(seqs, mask)
+    masks = {m: mask for m in modalities}
+    out = fusion(seqs, masks)
     assert out.shape == (len(x), fusion.out_dim)
     scrambled = {m: scramble_padding(s, mask) for m, s in seqs.items()}
-    torch.testing.assert_close(fusion(scrambled, mask), out)
+    torch.testing.assert_close(fusion(scrambled, masks), out)
 
 
 def test_attention_pool_is_finite_for_a_clip_without_real_steps():
@@ -94,7 +95,7 @@ def test_the_convolution_lets_a_step_see_its_left_neighbour_in_the_backward_dire
 def build_with(**options) -> MultimodalSentimentModel:
     return MultimodalSentimentModel({"text": 6, "audio": 4, "vision": 3}, ALL, lambda d: BiRNNEncoder(d),
                                     lambda dim, modalities: TextCentredFusion(dim, modalities, heads=2),
-                                    lambda d: MLPHead(d), hidden=8, **options)
+                                    MLPHead, hidden=8, **options)
 
 
 def build_with_input_dropout(rate) -> MultimodalSentimentModel:

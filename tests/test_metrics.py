@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from msa_ablate.metrics import METRIC_NAMES, mosi_metrics
+from msa_ablate.metrics import MOSI_METRICS, mosi_metrics
 
 # --------------------------------------------------------------------------- hand example
 # idx:      0     1     2     3     4     5
@@ -35,7 +35,7 @@ def _pearson_by_hand(x: list[float], y: list[float]) -> float:
 
 def test_hand_example_every_metric():
     m = mosi_metrics(np.array(PREDS), np.array(TRUTH))
-    assert set(m) == set(METRIC_NAMES)
+    assert set(m) == set(MOSI_METRICS)
     assert all(isinstance(v, float) for v in m.values())
 
     # Non0: drop idx 2 (truth exactly 0).

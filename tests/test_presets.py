@@ -63,8 +63,8 @@ class MaxPoolFusion(nn.Module):
         super().__init__()
         self.out_dim = dim * len(modalities)
 
-    def forward(self, seqs, mask):
-        return torch.cat([s.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1) for s in seqs.values()], dim=-1)
+    def forward(self, seqs, masks):
+        return torch.cat([s.masked_fill(~masks[m].unsqueeze(-1), -1e4).amax(1) for m, s in seqs.items()], dim=-1)
 '''
 
 

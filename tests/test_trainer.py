@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from msa_ablate import handout
 from msa_ablate.bench import TrainerOrder
 from msa_ablate.config import TrainerConfig
-from msa_ablate.data.mosi import load_mosi
+from msa_ablate.data.pickles import load_pickle as load_mosi
 from msa_ablate.data.synthetic import make_synthetic_mosi, synthetic_arrays
 from msa_ablate.errors import ConfigError
 from msa_ablate.train import TrainingDiverged, fit, is_better, seed_everything

@@ -1,72 +1,109 @@
-"""MOSI-shaped data held as tensors: the container, its validation, and its two sources.
+"""MSA data held as tensors: the container, its validation, and its sources.
 
-Every source (the real pickle, the synthetic generator) produces the same raw structure,
-``{split: {"text"|"audio"|"vision": (N, T, D) array, "labels": (N,)-like array}}``, and
-goes through :func:`from_arrays`, so validation and non-finite cleaning exist once.
+Every source (a pickle, the synthetic generator) produces the same raw structure,
+``{split: {"text"|"audio"|"vision": (N, T_m, D_m) array, "labels" or "regression_labels": (N,)-like
+array, optional "audio_lengths"/"vision_lengths"/"text_lengths": (N,), "id", "regression_labels_T"...}}``,
+and goes through :func:`from_arrays`, so validation and cleaning exist once.
+
+Aligned data (every modality with the same steps, one per word) keep one mask of real steps for
+all modalities: the steps where any modality holds a non-zero value (MOSI's aligned files pad at
+the front, with steps of zeros). Unaligned data (MulT's ``*_noalign.pkl``, MMSA's
+``unaligned_*.pkl``: audio and vision frames at their own rates) keep a mask per modality: from
+its ``<modality>_lengths`` where the file has them (MMSA's real frames come first, padding
+after; the side is read off the zeros), for MMSA's BERT text its ``text_bert`` input mask, else
+the steps holding any non-zero value.
+``align=resample|pool`` puts each modality's real frames onto the text's real steps (linear
+interpolation, or the mean of consecutive segments), which step-wise fusions need.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from msa_ablate.errors import DataError
+from msa_ablate.errors import ConfigError, DataError
+from msa_ablate.metrics import LABEL_RANGES, metric_set
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("text", "audio", "vision")
 SPLITS = ("train", "valid", "test")
-LABEL_RANGE = (-3.0, 3.0)  # MOSI's
+UNIMODAL = {"T": "text", "A": "audio", "V": "vision"}  # MMSA's regression_labels_T/A/V
+ALIGNMENTS = ("none", "resample", "pool")
 
 
 @dataclass
 class Split:
-    features: dict[str, torch.Tensor]  # modality -> (N, T, D) float32, zero-padded at the front
-    labels: torch.Tensor  # (N,) float32 in [-3, 3]
+    features: dict[str, torch.Tensor]  # modality -> (N, T_m, D_m) float32
+    masks: dict[str, torch.Tensor]  # modality -> (N, T_m) bool: True at real steps
+    labels: torch.Tensor  # (N,) float32, in label_range
+    label_range: tuple[float, float]
+    unimodal: dict[str, torch.Tensor] = field(default_factory=dict)  # MMSA's per-modality labels, kept for later use
+    ids: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def inputs(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A model's input for the samples ``idx`` indexes (any shape: a pack's (K, B) gives K
+        batches): each modality's features, and its mask under ``<modality>_mask``."""
+        return {**{m: x[idx] for m, x in self.features.items()},
+                **{f"{m}_mask": mask[idx] for m, mask in self.masks.items()}}
+
     def to(self, device: torch.device | str) -> Split:
-        return Split({m: x.to(device) for m, x in self.features.items()}, self.labels.to(device))
+        return Split({m: x.to(device) for m, x in self.features.items()},
+                     {m: x.to(device) for m, x in self.masks.items()}, self.labels.to(device), self.label_range,
+                     {m: y.to(device) for m, y in self.unimodal.items()}, self.ids)
 
 
 @dataclass
-class MOSIData:
+class MSAData:
     splits: dict[str, Split]
     nonfinite_cells: dict[str, dict[str, int]]  # split -> modality -> cells set to 0
     source: str
+    label_range: tuple[float, float] = (-3.0, 3.0)
     clipped_labels: dict[str, int] | None = None  # split -> labels clipped into the range (data.clip_labels)
+    padding: dict[str, str] = field(default_factory=dict)  # modality -> front | back | none, and how it was read
+    aligned: str = ""  # "" (unaligned), "as given", or how the modalities were put on the text's steps
+    layout: str = ""  # a file's layout, and why we think so (msa_ablate.data.pickles)
 
     @property
     def dims(self) -> dict[str, int]:
         return {m: x.shape[-1] for m, x in self.splits["train"].features.items()}
 
-    def to(self, device: torch.device | str) -> MOSIData:
-        return MOSIData({s: d.to(device) for s, d in self.splits.items()}, self.nonfinite_cells, self.source,
-                        self.clipped_labels)
+    @property
+    def steps(self) -> dict[str, int]:
+        return {m: x.shape[1] for m, x in self.splits["train"].features.items()}
+
+    def to(self, device: torch.device | str) -> MSAData:
+        return MSAData({s: d.to(device) for s, d in self.splits.items()}, self.nonfinite_cells, self.source,
+                       self.label_range, self.clipped_labels, self.padding, self.aligned, self.layout)
 
     def summary(self) -> dict:
         """What a run records about its data in metrics.json."""
         return {
             "source": self.source,
+            **({"layout": self.layout} if self.layout else {}),
             "sizes": {s: len(d) for s, d in self.splits.items()},
             "dims": self.dims,
-            "steps": next(iter(self.splits["train"].features.values())).shape[1],
+            "steps": self.steps,
+            "aligned": self.aligned or "no",
+            "padding": self.padding,
+            "label_range": list(self.label_range),
+            "metrics": metric_set(self.label_range),
             "nonfinite_cells": self.nonfinite_cells,
+            "unimodal_labels": sorted(self.splits["train"].unimodal),
             **({"clipped_labels": self.clipped_labels} if self.clipped_labels is not None else {}),
         }
 
 
-def _labels(split: Mapping, where: str, clip: bool) -> tuple[np.ndarray, int]:
-    """The split's labels as (N,) float32, and how many were clipped into [-3, 3] (``clip``)."""
-    key = "labels" if "labels" in split else "regression_labels" if "regression_labels" in split else None
-    if key is None:
-        raise DataError(f"{where}: no 'labels' or 'regression_labels' key (has {sorted(map(str, split))})")
+def _labels(split: Mapping, key: str, where: str, label_range: tuple[float, float],
+            clip: bool) -> tuple[np.ndarray, int]:
+    """The split's labels under ``key`` as (N,) float32, and how many were clipped into the range."""
     raw = np.asarray(split[key])
     n = raw.shape[0] if raw.ndim else 0
     if raw.ndim == 0 or raw.size != n:  # (N,), (N, 1) and (N, 1, 1) all hold one label per clip
@@ -78,11 +115,12 @@ def _labels(split: Mapping, where: str, clip: bool) -> tuple[np.ndarray, int]:
     bad = ~np.isfinite(labels)
     if bad.any():
         raise DataError(f"{where}['{key}']: {bad.sum()} non-finite label(s), first at index {np.argmax(bad)}")
-    outside = int((np.abs(labels) > LABEL_RANGE[1]).sum())
-    if outside and not clip:
-        raise DataError(f"{where}['{key}']: {outside} label(s) outside {list(LABEL_RANGE)}, first "
-                        f"{labels[np.argmax(np.abs(labels) > LABEL_RANGE[1])]:g}; data.clip_labels=true clips them")
-    return np.clip(labels, *LABEL_RANGE), outside
+    low, high = label_range
+    outside = (labels < low) | (labels > high)
+    if outside.any() and not clip:
+        raise DataError(f"{where}['{key}']: {outside.sum()} label(s) outside {list(label_range)}, first "
+                        f"{labels[np.argmax(outside)]:g}; data.clip_labels=true clips them")
+    return np.clip(labels, low, high), int(outside.sum())
 
 
 def _features(split: Mapping, modality: str, n: int, where: str) -> tuple[np.ndarray, int]:
@@ -106,37 +144,120 @@ def _features(split: Mapping, modality: str, n: int, where: str) -> tuple[np.nda
     return x, int(bad.sum())
 
 
-def from_arrays(raw: object, source: str, clip_labels: bool | None = None) -> MOSIData:
-    """Validate a ``{split: {key: array}}`` mapping, zero its non-finite cells, hold it as tensors.
-    A label outside the range is an error, unless ``clip_labels`` (then clipped, and counted)."""
+def nonzero_steps(x: np.ndarray) -> np.ndarray:
+    """(N, T, D) -> (N, T): True at steps that hold any non-zero value."""
+    return (x != 0).any(-1)
+
+
+def _given_mask(split: Mapping, modality: str, x: np.ndarray, where: str) -> tuple[np.ndarray, str] | None:
+    """The mask the file gives a modality, and where it comes from: its ``<modality>_lengths``, or
+    for the text MMSA's ``text_bert`` (ids, input mask, segments), whose BERT features are not
+    zero at padding. None where the file gives none."""
+    key = f"{modality}_lengths"
+    bert = np.asarray(split.get("text_bert", []))
+    if key not in split and modality == "text" and bert.shape == (x.shape[0], 3, x.shape[1]):
+        mask = bert[:, 1] > 0
+        return mask, f"{_padding(mask)} (text_bert's input mask)"
+    if key not in split:
+        return None
+    lengths = np.asarray(split[key]).reshape(-1)
+    n, steps = x.shape[:2]
+    if lengths.shape != (n,) or lengths.dtype.kind not in "iuf" or not np.all((lengths >= 0) & (lengths <= steps)):
+        raise DataError(f"{where}['{key}']: expected {n} lengths in [0, {steps}], got shape {lengths.shape}")
+    lengths = lengths.astype(int)
+    first = np.arange(steps)[None, :] < lengths[:, None]  # real steps first, padding after (MMSA's)
+    last = np.arange(steps)[None, :] >= (steps - lengths)[:, None]
+    content = nonzero_steps(x)
+    # the side whose padding holds the fewest non-zero steps
+    side = "back" if (content & ~first).sum() <= (content & ~last).sum() else "front"
+    return (first if side == "back" else last), f"{side} ({key})"
+
+
+def _padding(mask: np.ndarray) -> str:
+    """front, back or none: where a mask's padding lies in most clips."""
+    padded = ~mask
+    if not padded.any():
+        return "none"
+    return "front" if padded[:, 0].sum() >= padded[:, -1].sum() else "back"
+
+
+def _ids(split: Mapping, n: int) -> list[str]:
+    """Each clip's id (the first column where there are several; byte strings decoded), or none."""
+    if "id" not in split:
+        return []
+    ids = np.asarray(split["id"], dtype=object)
+    if ids.size < n or ids.shape[0] != n:
+        return []
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in ids.reshape(n, -1)[:, 0]]
+
+
+def from_arrays(raw: object, source: str, clip_labels: bool | None = None,
+                label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none") -> MSAData:
+    """Validate a ``{split: {key: array}}`` mapping, zero its non-finite cells, mark each modality's
+    real steps, hold it as tensors. A label outside ``label_range`` is an error, unless
+    ``clip_labels`` (then clipped, and counted). ``align``: none, resample or pool (unaligned data
+    onto the text's steps)."""
+    if align not in ALIGNMENTS:
+        raise ConfigError(f"data.align={align}: must be one of {', '.join(ALIGNMENTS)}")
+    label_range = tuple(float(v) for v in label_range)
+    if label_range not in LABEL_RANGES:
+        raise ConfigError(f"data.label_range={list(label_range)}: must be [-3, 3] (MOSI, MOSEI) or [-1, 1] "
+                          "(CH-SIMS, SIMS v2)")
     if not isinstance(raw, Mapping):
         raise DataError(f"{source}: expected a dict of splits {SPLITS}, got {type(raw).__name__}")
-    splits, counts, clipped, dims, steps = {}, {}, {}, None, None
+    splits, counts, clipped, padding, aligned = {}, {}, {}, {}, ""
+    first_steps, first_dims = None, None
     for name in SPLITS:
         where = f"{source}[{name!r}]"
         if name not in raw:
             raise DataError(f"{source}: missing split '{name}' (has {sorted(map(str, raw))})")
-        if not isinstance(raw[name], Mapping):
-            raise DataError(f"{where}: expected a dict of arrays, got {type(raw[name]).__name__}")
-        labels, clipped[name] = _labels(raw[name], where, bool(clip_labels))
+        split = raw[name]
+        if not isinstance(split, Mapping):
+            raise DataError(f"{where}: expected a dict of arrays, got {type(split).__name__}")
+        key = "labels" if "labels" in split else "regression_labels" if "regression_labels" in split else None
+        if key is None:
+            raise DataError(f"{where}: no 'labels' or 'regression_labels' key (has {sorted(map(str, split))})")
+        labels, clipped[name] = _labels(split, key, where, label_range, bool(clip_labels))
         if len(labels) < 2:
             raise DataError(f"{where}: {len(labels)} sample(s); a split needs 2 or more")
         features, counts[name] = {}, {}
         for m in MODALITIES:
-            features[m], counts[name][m] = _features(raw[name], m, len(labels), where)
-        split_steps = {m: x.shape[1] for m, x in features.items()}
-        if len(set(split_steps.values())) != 1:
-            raise DataError(f"{where}: modalities are not aligned, steps per modality {split_steps}")
-        if steps is not None and split_steps != steps:
-            raise DataError(f"{where}: {next(iter(split_steps.values()))} steps per clip, but the train split has "
-                            f"{next(iter(steps.values()))}")
-        steps = split_steps
-        split_dims = {m: x.shape[2] for m, x in features.items()}
-        if dims is not None and split_dims != dims:
-            raise DataError(f"{where}: feature dims {split_dims} differ from the train split's {dims}")
-        dims = split_dims
-        splits[name] = Split({m: torch.from_numpy(x) for m, x in features.items()}, torch.from_numpy(labels))
+            features[m], counts[name][m] = _features(split, m, len(labels), where)
+        steps = {m: x.shape[1] for m, x in features.items()}
+        dims = {m: x.shape[2] for m, x in features.items()}
+        if first_steps is not None and steps != first_steps:
+            differ = next(m for m in MODALITIES if steps[m] != first_steps[m])
+            raise DataError(f"{where}: {steps[differ]} steps per clip in '{differ}', but the train split has "
+                            f"{first_steps[differ]}")
+        if first_dims is not None and dims != first_dims:
+            raise DataError(f"{where}: feature dims {dims} differ from the train split's {first_dims}")
+        first_steps, first_dims = steps, dims
+        if len(set(steps.values())) == 1:  # aligned: one mask for all, as the model has always read it
+            union = np.stack([nonzero_steps(x) for x in features.values()]).any(0)
+            masks = dict.fromkeys(MODALITIES, union)
+            padding = {m: f"{_padding(union)} (zero steps)" for m in MODALITIES}
+            aligned = "as given"
+        else:
+            masks = {}
+            for m, x in features.items():
+                given = _given_mask(split, m, x, where)
+                masks[m] = given[0] if given else nonzero_steps(x)
+                padding[m] = given[1] if given else f"{_padding(masks[m])} (zero steps)"
+            if align != "none":
+                from msa_ablate.data.align import onto
+
+                for m in MODALITIES:
+                    if m != "text":
+                        features[m] = onto(features[m], masks[m], masks["text"], align)
+                masks = dict.fromkeys(MODALITIES, masks["text"])
+                aligned = {"resample": "resampled", "pool": "pooled"}[align] + " onto the text's steps"
+        unimodal = {UNIMODAL[u]: _labels(split, f"{key}_{u}", where, label_range, True)[0]
+                    for u in UNIMODAL if f"{key}_{u}" in split}
+        splits[name] = Split({m: torch.from_numpy(x) for m, x in features.items()},
+                             {m: torch.from_numpy(mask) for m, mask in masks.items()}, torch.from_numpy(labels),
+                             label_range, {m: torch.from_numpy(y) for m, y in unimodal.items()},
+                             _ids(split, len(labels)))
     for name, c in counts.items():
         if any(c.values()):
             log.info("%s[%r]: set non-finite cells to 0: %s", source, name, c)
-    return MOSIData(splits, counts, source, clipped if clip_labels is not None else None)
+    return MSAData(splits, counts, source, label_range, clipped if clip_labels is not None else None, padding, aligned)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msa_ablate.data import SPLITS, MOSIData, from_arrays
+from msa_ablate.data import SPLITS, MSAData, from_arrays
 from msa_ablate.errors import ConfigError
 
 VERSION = 1  # of what the generator makes from (seed, scale): part of every run's identity
@@ -58,6 +58,10 @@ NONVERBAL_NOISE = 1.0  # clip-level nuisance in the non-verbal signal (speaker i
 RATER_NOISE = 0.8
 SCALE_RANGE = {"audio": (0.05, 300.0), "vision": (0.5, 50.0)}
 INF_DIMS, INF_RATE = (0, 1, 2), 0.002
+# Unaligned (data.unaligned=true): frames per word, and the most frames a clip keeps (MulT's MOSI files' steps)
+FRAMES_PER_WORD = {"audio": (4, 12), "vision": (6, 15)}
+FRAMES = {"audio": 375, "vision": 500}
+LAYOUTS = ("handout", "mult", "mmsa")
 
 
 def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -105,12 +109,22 @@ def _text(rng: np.random.Generator, lang: dict, lengths: np.ndarray) -> tuple[np
 
 def _nonverbal(rng: np.random.Generator, lang: dict, m: str, signal: np.ndarray, content: np.ndarray) -> np.ndarray:
     p = lang[m]
-    x = rng.standard_normal((len(signal), STEPS, DIMS[m])) + signal[:, None, None] * p["direction"]
+    x = rng.standard_normal((*content.shape, DIMS[m])) + signal[:, None, None] * p["direction"]
     x = (x * p["scale"] + p["offset"]) * content[..., None]
     return x.astype(np.float32)
 
 
-def _split(rng: np.random.Generator, lang: dict, n: int) -> dict[str, np.ndarray]:
+def _frames(rng: np.random.Generator, m: str, content: np.ndarray) -> np.ndarray:
+    """(n, FRAMES[m]) True at a clip's frames (front-padded), when modalities are not aligned: each
+    word lasts its own number of frames of ``m``, as audio and video run at their own rates."""
+    per_word = rng.integers(*FRAMES_PER_WORD[m], size=content.shape) * content
+    count = np.minimum(per_word.sum(1), FRAMES[m])
+    return np.arange(FRAMES[m])[None, :] >= (FRAMES[m] - count)[:, None]
+
+
+def _split(rng: np.random.Generator, lang: dict, n: int, unaligned: bool,
+           name: str) -> tuple[dict[str, np.ndarray], dict]:
+    """One split's arrays in the handout's layout, and the latents a layout may add labels from."""
     lengths = rng.integers(MIN_LEN, STEPS + 1, n)
     content = np.arange(STEPS)[None, :] >= (STEPS - lengths)[:, None]
     text, t = _text(rng, lang, lengths)
@@ -119,31 +133,64 @@ def _split(rng: np.random.Generator, lang: dict, n: int) -> dict[str, np.ndarray
     raters = rng.integers(3, 6, n)
     ratings = np.clip(np.round(1.4 * s[:, None] + rng.normal(0, RATER_NOISE, (n, 5))), -3, 3)
     labels = (ratings * (np.arange(5)[None, :] < raters[:, None])).sum(1) / raters
-    arrays = {"text": text, "labels": labels.reshape(n, 1).astype(np.float32)}
+    arrays, latents, masks = {"text": text, "labels": labels.reshape(n, 1).astype(np.float32)}, {"text": t}, {}
     for m, (wu, wt) in NONVERBAL.items():
-        signal = wu * u + wt * t + NONVERBAL_NOISE * rng.standard_normal(n)
-        arrays[m] = _nonverbal(rng, lang, m, signal, content)
-    inf = (rng.random((n, STEPS, len(INF_DIMS))) < INF_RATE) & content[..., None]
+        latents[m] = signal = wu * u + wt * t + NONVERBAL_NOISE * rng.standard_normal(n)
+        masks[m] = _frames(rng, m, content) if unaligned else content
+        arrays[m] = _nonverbal(rng, lang, m, signal, masks[m])
+    inf = (rng.random((*masks["audio"].shape, len(INF_DIMS))) < INF_RATE) & masks["audio"][..., None]
     arrays["audio"][..., list(INF_DIMS)] = np.where(inf, np.where(rng.random(inf.shape) < 0.5, -np.inf, np.inf),
                                                     arrays["audio"][..., list(INF_DIMS)])
-    arrays["id"] = np.array([f"synthetic_{i:05d}" for i in range(n)])
+    arrays["id"] = np.array([f"synthetic_{name}_{i:05d}" for i in range(n)])
+    return arrays, latents
+
+
+def _in_layout(arrays: dict, latents: dict, layout: str, label_range: tuple[float, float]) -> dict:
+    """The handout's arrays as another layout writes them (none of this draws a random number)."""
+    if label_range[1] == 1.0:  # CH-SIMS-like: labels on its grid of fifths in [-1, 1], and a label per modality
+        arrays["labels"] = np.clip(np.round(arrays["labels"] * 5 / 3) / 5, -1, 1).astype(np.float32)
+    if layout == "mult":
+        arrays["labels"] = arrays["labels"].reshape(-1, 1, 1)
+        arrays["id"] = np.array([i.encode() for i in arrays["id"]])
+    if layout == "mmsa":
+        arrays["regression_labels"] = arrays.pop("labels").reshape(-1)
+        if label_range[1] == 1.0:
+            for key, m in (("T", "text"), ("A", "audio"), ("V", "vision")):
+                arrays[f"regression_labels_{key}"] = np.clip(np.round(latents[m] * 2) / 5, -1, 1).astype(np.float32)
+        if arrays["audio"].shape[1] != STEPS:  # unaligned: real frames first, padding after, and their counts
+            for m in NONVERBAL:
+                real = (arrays[m] != 0).any(-1)
+                arrays[f"{m}_lengths"] = real.sum(1)
+                order = np.argsort(~real, axis=1, kind="stable")  # real frames first, in their order
+                arrays[m] = np.take_along_axis(arrays[m], order[..., None], axis=1)
     return arrays
 
 
-def synthetic_arrays(seed: int = 0, scale: float = 1.0) -> dict[str, dict[str, np.ndarray]]:
-    """The raw ``{split: {key: array}}`` structure, in the handout's ``mosi_raw.pkl`` layout."""
+def synthetic_arrays(seed: int = 0, scale: float = 1.0, unaligned: bool = False, layout: str = "handout",
+                     label_range: tuple[float, float] = (-3.0, 3.0)) -> dict[str, dict[str, np.ndarray]]:
+    """The raw ``{split: {key: array}}`` structure: by default in the handout's ``mosi_raw.pkl``
+    layout; ``layout`` mult (MulT's: (N, 1, 1) labels, byte ids) or mmsa (MMSA's:
+    ``regression_labels``, and where ``unaligned``, each clip's frames first with their
+    ``<modality>_lengths``); ``label_range`` [-1, 1] for CH-SIMS-like labels (with MMSA's
+    per-modality labels in its layout)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise ConfigError(f"data.scale={scale}: must be a number in (0, 1]")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"data.seed={seed}: must be an integer in [0, 2**32)")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"data.layout={layout}: must be one of {', '.join(LAYOUTS)}")
     language_seed, *split_seeds = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
     lang = _language(np.random.default_rng(language_seed))
-    return {name: _split(np.random.default_rng(ss), lang, max(2, round(SIZES[name] * scale)))
+    return {name: _in_layout(*_split(np.random.default_rng(ss), lang, max(2, round(SIZES[name] * scale)), unaligned,
+                                    name), layout, tuple(label_range))
             for name, ss in zip(SPLITS, split_seeds)}
 
 
-def make_synthetic_mosi(seed: int = 0, scale: float = 1.0) -> MOSIData:
-    return from_arrays(synthetic_arrays(seed, scale), source=f"synthetic(seed={seed}, scale={scale})")
+def make_synthetic_mosi(seed: int = 0, scale: float = 1.0, unaligned: bool = False, layout: str = "handout",
+                        label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none") -> MSAData:
+    label_range = tuple(float(v) for v in label_range)
+    arrays = synthetic_arrays(seed, scale, unaligned, layout, label_range)
+    return from_arrays(arrays, source=f"synthetic(seed={seed}, scale={scale})", label_range=label_range, align=align)
 
 
 if __name__ == "__main__":  # write the synthetic data as a MOSI pickle: python -m msa_ablate.data.synthetic OUT
@@ -151,12 +198,16 @@ if __name__ == "__main__":  # write the synthetic data as a MOSI pickle: python 
     import pickle
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="pickle file to write, in the handout's mosi_raw.pkl layout")
+    parser.add_argument("out", help="pickle file to write (default: the handout's mosi_raw.pkl layout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--unaligned", action="store_true", help="audio and vision frames at their own rates")
+    parser.add_argument("--layout", choices=LAYOUTS, default="handout")
+    parser.add_argument("--sims", action="store_true", help="CH-SIMS-like labels in [-1, 1]")
     args = parser.parse_args()
     try:
-        arrays = synthetic_arrays(args.seed, args.scale)
+        arrays = synthetic_arrays(args.seed, args.scale, args.unaligned, args.layout,
+                                  (-1.0, 1.0) if args.sims else (-3.0, 3.0))
     except ConfigError as e:
         parser.error(str(e))
     with open(args.out, "wb") as f:

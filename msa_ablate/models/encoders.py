@@ -114,15 +114,15 @@ class MeanEncoder(nn.Module):
 class BiRNNEncoder(nn.Module):
     """A bidirectional GRU (or LSTM) that reads the real steps only, as a packed sequence would.
 
-    The handout's LSTM reads the front padding before the words, so its state at the first word
-    depends on how long the clip is; and it reads left to right only, so a word cannot see what
-    follows it (a "but" that discounts what came before). Here each direction starts at the clip's
-    edge: the forward one on the clip rolled to the front (padding moved behind it), the backward
-    one on the reversed sequence (whose padding comes last). Outputs at real steps therefore do not
-    depend on the padding at all; padded steps are zero. Each direction has ``dim // 2`` units so
-    the output keeps the hidden size. ``dropout`` acts on the input steps (the branch's projected
-    features), where the handout's model overfits from its third epoch on.
-    Assumes MOSI's layout: padding at the front, real steps contiguous to the end.
+    The handout's LSTM reads the padding with the words, so its state at the first word depends
+    on how long the clip is; and it reads left to right only, so a word cannot see what follows
+    it (a "but" that discounts what came before). Here each direction starts at the clip's edge:
+    the forward one on the real steps moved to the front, the backward one on them reversed.
+    Outputs at real steps therefore do not depend on the padding at all, at the front (MOSI's
+    aligned files) or at the back (MMSA's unaligned ones); padded steps are zero. Each direction
+    has ``dim // 2`` units so the output keeps the hidden size. ``dropout`` acts on the input steps
+    (the branch's projected features), where the handout's model overfits from its third epoch on.
+    Assumes a clip's real steps are contiguous.
     """
 
     def __init__(self, dim: int, cell: str = "lstm", dropout: float = 0.3) -> None:
@@ -137,12 +137,14 @@ class BiRNNEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(x.shape[1], device=x.device)
-        lead = leading_padding(mask).unsqueeze(1)
+        lead, length = leading_padding(mask).unsqueeze(1), mask.sum(1, keepdim=True)
         x = self.dropout(x) * mask.unsqueeze(-1)
-        forward = self.forward_rnn(gather_steps(x, (steps + lead) % x.shape[1]))[0]  # real steps first
-        forward = gather_steps(forward, (steps - lead) % x.shape[1])  # back to the front-padded layout
-        backward = self.backward_rnn(x.flip(1))[0].flip(1)
-        return torch.cat([forward, backward], dim=-1) * mask.unsqueeze(-1)
+        front = gather_steps(x, (steps + lead) % x.shape[1])  # the real steps first, then the padding
+        reverse = torch.where(steps < length, length - 1 - steps, steps)  # the real steps reversed (its own inverse)
+        forward = self.forward_rnn(front)[0]
+        backward = gather_steps(self.backward_rnn(gather_steps(front, reverse))[0], reverse)
+        out = gather_steps(torch.cat([forward, backward], dim=-1), (steps - lead) % x.shape[1])  # back in place
+        return out * mask.unsqueeze(-1)
 
 
 class ConvBiRNNEncoder(nn.Module):

@@ -1,7 +1,9 @@
-"""Multimodal fusions: ``{modality: (B, T, dim)}, mask (B, T) -> (B, out_dim)``.
+"""Multimodal fusions: ``{modality: (B, T_m, dim)}, {modality: mask (B, T_m)} -> (B, out_dim)``.
 
 A fusion whose ``per_modality`` is True returns ``{modality: (B, out_dim)}`` instead, and
-the model scores each with its own head (late fusion).
+the model scores each with its own head (late fusion). A fusion whose ``stepwise`` is True
+combines the modalities step by step: it needs them on the same steps (aligned data, or
+``data.align``), and takes the mask they share.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from msa_ablate.models.sequences import AttentionPool, attention_padding, check_
 COMBINE = ("sum", "concat")
 
 
+Masks = dict[str, torch.Tensor]
+
+
+def shared(masks: Masks) -> torch.Tensor:
+    """The one mask of modalities on the same steps (a step-wise fusion's)."""
+    return next(iter(masks.values()))
+
+
 def merge(seqs: dict[str, torch.Tensor], how: str) -> torch.Tensor:
     """The unimodal sequences as one: element-wise sum (dim) or feature-wise concatenation (dim x n)."""
     return sum(seqs.values()) if how == "sum" else torch.cat(list(seqs.values()), dim=-1)
@@ -26,6 +36,8 @@ class LSTMFusion(nn.Module):
     """The handout's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its last hidden
     state. ``combine=concat`` concatenates them instead, so no modality is averaged into another."""
 
+    stepwise = True
+
     def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum") -> None:
         super().__init__()
         one_of("fusion.combine", combine, COMBINE)
@@ -33,7 +45,7 @@ class LSTMFusion(nn.Module):
         self.lstm = nn.LSTM(dim * (len(modalities) if combine == "concat" else 1), dim, batch_first=True)
         self.out_dim = dim
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         _, (h, _) = self.lstm(merge(seqs, self.combine))
         return h[-1]
 
@@ -41,6 +53,8 @@ class LSTMFusion(nn.Module):
 class SelfAttentionFusion(nn.Module):
     """Self-attention over the time steps of the combined sequence (summed, or concatenated
     and projected back to ``dim``), then a masked mean over real steps."""
+
+    stepwise = True
 
     def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum", heads: int = 4,
                  feedforward: int = 256, dropout: float = 0.1, num_layers: int = 1) -> None:
@@ -55,8 +69,8 @@ class SelfAttentionFusion(nn.Module):
                                             enable_nested_tensor=False)
         self.out_dim = dim
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        x = self.project(merge(seqs, self.combine))
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
+        x, mask = self.project(merge(seqs, self.combine)), shared(masks)
         return masked_mean(self.layers(x, src_key_padding_mask=attention_padding(mask)), mask)
 
 
@@ -95,9 +109,10 @@ class CrossAttentionFusion(nn.Module):
                                      for s, t in self.pairs})
         self.out_dim = dim * len(self.pairs)
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        padding = attention_padding(mask)
-        return torch.cat([masked_mean(self.blocks[f"{s}_to_{t}"](seqs[t], seqs[s], padding), mask)
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
+        """Each target's steps attend to the source's real steps, and are pooled over its own."""
+        padding = {m: attention_padding(mask) for m, mask in masks.items()}
+        return torch.cat([masked_mean(self.blocks[f"{s}_to_{t}"](seqs[t], seqs[s], padding[s]), masks[t])
                           for s, t in self.pairs], dim=-1)
 
 
@@ -114,10 +129,10 @@ class TensorFusion(nn.Module):
                                   nn.Linear((pooled_dim + 1) ** len(modalities), dim), nn.ReLU())
         self.out_dim = dim
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         fused = None
         for m, seq in seqs.items():
-            z = self.reduce[m](masked_mean(seq, mask))
+            z = self.reduce[m](masked_mean(seq, masks[m]))
             z = torch.cat([z.new_ones(z.shape[0], 1), z], dim=-1)
             fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
         return self.post(fused)
@@ -133,16 +148,16 @@ class LateFusion(nn.Module):
         super().__init__()
         self.out_dim = dim
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {m: masked_mean(seq, mask) for m, seq in seqs.items()}
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> dict[str, torch.Tensor]:
+        return {m: masked_mean(seq, masks[m]) for m, seq in seqs.items()}
 
 
 class TextCentredFusion(nn.Module):
     """Text-centred fusion: the anchor modality (text when present, else the first one) queries
     each other modality with cross-modal attention; a learned sigmoid gate per step and channel
     decides how much of each attended signal joins the anchor (residual, LayerNorm), so weak or
-    noisy non-verbal cues can be shut out rather than summed in as the handout's model does. The result and
-    every other modality are attention-pooled over real steps and concatenated.
+    noisy non-verbal cues can be shut out rather than summed in as the handout's model does. The result
+    and every other modality are attention-pooled over their real steps and concatenated.
 
     Why text-centred: in MOSI, as in most MSA data, words carry most of the sentiment; audio and
     vision modulate it (MulT, MAG-BERT, and the study here: text alone is far above audio or
@@ -163,14 +178,14 @@ class TextCentredFusion(nn.Module):
         self.pool = nn.ModuleDict({m: AttentionPool(dim) for m in modalities})
         self.out_dim = dim * len(modalities)
 
-    def forward(self, seqs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        padding = attention_padding(mask)
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         anchor = seqs[self.anchor]
         fused = anchor
         for m in self.others:
-            attended, _ = self.attention[m](anchor, seqs[m], seqs[m], key_padding_mask=padding, need_weights=False)
+            attended, _ = self.attention[m](anchor, seqs[m], seqs[m], key_padding_mask=attention_padding(masks[m]),
+                                            need_weights=False)
             gate = torch.sigmoid(self.gate[m](torch.cat([anchor, attended], dim=-1)))
             fused = fused + gate * self.dropout(attended)
         fused = self.norm(fused)
-        return torch.cat([self.pool[self.anchor](fused, mask)]
-                         + [self.pool[m](seqs[m], mask) for m in self.others], dim=-1)
+        return torch.cat([self.pool[self.anchor](fused, masks[self.anchor])]
+                         + [self.pool[m](seqs[m], masks[m]) for m in self.others], dim=-1)

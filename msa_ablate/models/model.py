@@ -49,7 +49,8 @@ def is_rank(v: object) -> bool:
 
 
 class MultimodalSentimentModel(nn.Module):
-    """Branches for the chosen modalities only (a dropped modality builds no parameters)."""
+    """Branches for the chosen modalities only (a dropped modality builds no parameters); the head's
+    scores in the data's ``label_range``."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class MultimodalSentimentModel(nn.Module):
         layernorm: bool = True,
         input_dropout: float | Mapping[str, float] = 0.0,
         input_rank: int | Mapping[str, int] | None = None,
+        label_range: tuple[float, float] = (-3.0, 3.0),
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
@@ -75,14 +77,19 @@ class MultimodalSentimentModel(nn.Module):
                                                          dropout[m], rank[m]) for m in self.modalities})
         self.fusion = fusion(dim=hidden, modalities=self.modalities)
         if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality
-            self.head = nn.ModuleDict({m: head(self.fusion.out_dim) for m in self.modalities})
+            self.head = nn.ModuleDict({m: head(self.fusion.out_dim, label_range=label_range)
+                                       for m in self.modalities})
         else:
-            self.head = head(self.fusion.out_dim)
+            self.head = head(self.fusion.out_dim, label_range=label_range)
 
-    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        mask = content_mask(features)  # from every modality given, so a subset sees the same steps
-        features = {m: features[m] for m in self.modalities}
-        fused = self.fusion({m: self.branches[m](x, mask) for m, x in features.items()}, mask)
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``inputs``: each modality's (B, T_m, D_m) features, and its (B, T_m) mask of real steps under
+        ``<modality>_mask``; without masks, aligned inputs' steps where any modality is non-zero."""
+        masks = {m: inputs.get(f"{m}_mask") for m in self.modalities}
+        if any(mask is None for mask in masks.values()):
+            shared = content_mask({k: x for k, x in inputs.items() if not k.endswith("_mask")})
+            masks = {m: shared if mask is None else mask for m, mask in masks.items()}
+        fused = self.fusion({m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}, masks)
         if isinstance(fused, dict):
             return torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
         return self.head(fused)
