@@ -36,7 +36,7 @@ from msa_ablate.config import TrainerConfig
 from msa_ablate.data import MSAData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
-from msa_ablate.run import build_loss, build_model, finish_events, load_data, outcome
+from msa_ablate.run import build_loss, build_model, clips, describe, finish_events, load_data, outcome
 from msa_ablate.train import (
     Callback,
     FitResult,
@@ -298,9 +298,9 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     for record in recs:
         record["data"].update(data.summary())
         record.update(device=str(device), n_params=n_params, pack_size=len(cfgs))
-    log.info("%s on %s: %s params, data %s, seeds %s packed",
-             ", ".join(f"{k}={v}" for k, v in recs[0]["choices"].items()), device, f"{n_params:,}",
-             recs[0]["data"]["sizes"], [cfg.seed for cfg in cfgs])
+    log.info("%s on %s: %s params, %s, seeds %s packed",
+             describe(recs[0]["choices"]), device, f"{n_params:,}",
+             clips(recs[0]["data"]["sizes"]), [cfg.seed for cfg in cfgs])
     writers = [SummaryWriter(str(folder)) for folder in folders]
     try:
         results = fit_pack(models, data, build_loss(cfgs[0]), cfgs[0].trainer, seeds=[c.seed for c in cfgs],

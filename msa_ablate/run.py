@@ -12,12 +12,14 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -45,6 +47,15 @@ def load_data(cfg: DictConfig) -> MSAData:
     data = _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(spec)))
     check_for_data(cfg, data)
     return data
+
+
+def describe(choices: Mapping[str, str]) -> str:
+    """A run's options in one line, data and model first (Hydra lists them last)."""
+    return ", ".join(f"{group}={option}" for group, option in reversed(choices.items()) if group != "hparams_search")
+
+
+def clips(sizes: Mapping[str, int]) -> str:
+    return f"{'/'.join(map(str, sizes.values()))} clips ({'/'.join(sizes)})"
 
 
 def build_model(cfg: DictConfig, data: MSAData, choices: dict[str, str]) -> torch.nn.Module:
@@ -76,8 +87,8 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
     model = build_model(cfg, data, record["choices"]).to(device)
     record["data"].update(data.summary())
     record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), pack_size=1)
-    log.info("%s on %s: %s params, data %s", ", ".join(f"{k}={v}" for k, v in record["choices"].items()),
-             device, f"{record['n_params']:,}", record["data"]["sizes"])
+    log.info("%s on %s: %s params, %s", describe(record["choices"]), device, f"{record['n_params']:,}",
+             clips(record["data"]["sizes"]))
     with SummaryWriter(str(folder)) as writer:
         result = fit(model, data, build_loss(cfg), cfg.trainer, seed=cfg.seed, writer=writer,
                      callbacks=callbacks)
@@ -96,9 +107,9 @@ def outcome(cfg: DictConfig, result: FitResult) -> dict:
 
 def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: torch.nn.Module,
                   data: MSAData, result: FitResult) -> None:
-    """The model graph (``trainer.log_graph``), and the hparams with the final metrics: what the
-    run's sweep varies first (TensorBoard's table shows the first few), then the groups' options,
-    the seed and the trainer's settings. The final metrics sort after the loss curves."""
+    """The model graph (``trainer.log_graph``), and the hparams with the final metrics: the
+    groups' options, the seed, the trainer's settings, and what the run's sweep varies (marked as
+    such, so TensorBoard's table shows it). The final metrics sort after the loss curves."""
     if cfg.trainer.log_graph:
         valid = data.splits["valid"]
         log_graph(writer, model, valid.inputs(torch.arange(2, device=valid.labels.device)))
@@ -109,12 +120,23 @@ def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: t
     params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
     metrics = {f"{split}/{k}": v for split, scores in (("valid_best", result.valid), ("test", result.test))
                for k, v in scores.items() if math.isfinite(v)}
+    experiment, start, end = hparams(params, metrics)
+    mark_varied(experiment, record.get("varied", []))
     # written into the run's own event file: add_hparams would open a timestamped sub-folder,
     # which TensorBoard then lists as a second run
-    for summary in hparams(params, metrics):
+    for summary in (experiment, start, end):
         writer.file_writer.add_summary(summary)
     for k, v in metrics.items():
         writer.add_scalar(k, v)
+
+
+def mark_varied(experiment: Summary, varied: Iterable[str]) -> None:
+    """Flag the hparams the sweep varies as differing: TensorBoard's HPARAMS table sorts those
+    first, then the rest by name, and shows the first few."""
+    content = HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.differs = info.name in varied
+    experiment.value[0].metadata.plugin_data.content = content.SerializeToString()
 
 
 def log_graph(writer: SummaryWriter, model: torch.nn.Module, example: dict[str, torch.Tensor]) -> None:
