@@ -8,13 +8,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, List
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import get_method
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
 from msa_ablate.metrics import METRIC_SETS, SCORE_NAMES, metric_set
+from msa_ablate.optim import plateau
 
 
 @dataclass
@@ -33,6 +35,8 @@ class TrainerConfig:
     keep_checkpoint: bool = False  # checkpoint.pt (written after every epoch) is removed once the run completes
     pack_seeds: bool = False  # this job trains every seed in `seeds` together (a seed pack), one folder each
     cuda_graph: bool = False  # CUDA only: each training step replayed from a CUDA graph
+    grad_clip: Optional[float] = None  # the gradients' total norm clipped to this (null: no clipping)
+    patience: Optional[int] = None  # stop once the select_metric has not improved for this many epochs (null: never)
 
 
 @dataclass
@@ -62,6 +66,9 @@ class PickleDataConfig:
     expect: Any = None  # what a real file of the dataset holds: split sizes, the dims of its known layouts
 
 
+PACKS_IN_STEP = ("trainer.pack_seeds=true trains its seeds in step, so it cannot stop one early or lower one's "
+                 "learning rate apart: set trainer.patience=null and a scheduler other than plateau")
+
 store = ConfigStore.instance()
 store.store(group="schema", name="trainer", node=TrainerConfig)
 store.store(group="schema", name="synthetic", node=SyntheticDataConfig)
@@ -83,6 +90,12 @@ def check_settings(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         positive_int(f"trainer.{key}", t[key])
     positive_number("trainer.lr", t.lr)
+    if t.grad_clip is not None:
+        positive_number("trainer.grad_clip", t.grad_clip)
+    if t.patience is not None:
+        positive_int("trainer.patience", t.patience)
+    if t.pack_seeds and (t.patience is not None or get_method(cfg.scheduler._target_) is plateau):
+        raise ConfigError(PACKS_IN_STEP)
     one_of("trainer.select_metric", t.select_metric, SCORE_NAMES)
     if not is_seed(cfg.seed):
         raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")

@@ -32,15 +32,18 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.tensorboard import SummaryWriter
 
 from msa_ablate import records
-from msa_ablate.config import TrainerConfig
+from msa_ablate.config import PACKS_IN_STEP, TrainerConfig
 from msa_ablate.data import MSAData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
-from msa_ablate.run import build_loss, build_model, clips, describe, finish_events, load_data, outcome
+from msa_ablate.optim import adam, cosine, per_epoch
+from msa_ablate.run import build_loss, build_model, build_recipe, clips, describe, finish_events, load_data, outcome
 from msa_ablate.train import (
     Callback,
     FitResult,
     LossFn,
+    MakeOptimizer,
+    MakeSchedule,
     Progress,
     Step,
     Training,
@@ -211,7 +214,17 @@ class MemberResult(FitResult):
     diverged: str = ""  # where the member's loss became non-finite: no result (its pack's others have theirs)
 
 
-def pack_step(pack: SeedPack, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> Step:
+def clip_members(stacks: Sequence[torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ for each member alone: its gradients' total norm over its slices of the stacks."""
+    grads = [p.grad for p in stacks if p.grad is not None]
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (K,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # torch's clip_coef
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
+def pack_step(pack: SeedPack, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+              grad_clip: float | None = None) -> Step:
     """One step of every member on its own batch ``idx[k]``; returns the members' losses (K,)."""
 
     def step(idx: torch.Tensor) -> torch.Tensor:
@@ -219,6 +232,8 @@ def pack_step(pack: SeedPack, train: Split, loss_fn: LossFn, optimizer: torch.op
         losses = torch.stack([loss_fn(p, t) for p, t in zip(pack(x), y)])
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no parameter: each gets its own gradient
+        if grad_clip is not None:
+            clip_members(pack.parameters(), grad_clip)
         optimizer.step()
         return losses.detach()
 
@@ -231,16 +246,18 @@ def evaluate_pack(pack: SeedPack, split: Split, loss_fn: LossFn, batch_size: int
 
 
 def fit_pack(models: Sequence[nn.Module], data: MSAData, loss_fn: LossFn, recipe: TrainerConfig, *,
-             seeds: Sequence[int], writers: Sequence | None = None,
-             callbacks: Iterable[Callback] = ()) -> list[MemberResult]:
+             seeds: Sequence[int], writers: Sequence | None = None, callbacks: Iterable[Callback] = (),
+             make_optimizer: MakeOptimizer = adam, make_schedule: MakeSchedule = cosine) -> list[MemberResult]:
     """``fit`` for several seeds at once: ``models`` (one per seed, each initialised under its seed,
     on the data's device) train as a seed pack, each with its own batch order from its seed, and
     each ends holding its best state. ``writers``: one SummaryWriter per member."""
     train, valid = data.splits["train"], data.splits["valid"]
     pack = SeedPack(models)
     batches = math.ceil(len(train) / recipe.batch_size)
-    optimizer, scheduler = optimiser(pack.parameters(), recipe, batches)
-    training = PackTraining(pack, optimizer, scheduler, pack_step(pack, train, loss_fn, optimizer),
+    optimizer, scheduler = optimiser(pack.parameters(), recipe, batches, make_optimizer, make_schedule)
+    if per_epoch(scheduler) or recipe.patience is not None:
+        raise ConfigError(PACKS_IN_STEP)
+    training = PackTraining(pack, optimizer, scheduler, pack_step(pack, train, loss_fn, optimizer, recipe.grad_clip),
                             [torch.Generator().manual_seed(s) for s in seeds], recipe.epochs, batches,
                             [Progress() for _ in seeds], [""] * len(seeds))
     start = time.perf_counter()
@@ -304,7 +321,7 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     writers = [SummaryWriter(str(folder)) for folder in folders]
     try:
         results = fit_pack(models, data, build_loss(cfgs[0]), cfgs[0].trainer, seeds=[c.seed for c in cfgs],
-                           writers=writers, callbacks=callbacks)
+                           writers=writers, callbacks=callbacks, **build_recipe(cfgs[0]))
         for cfg, model, writer, folder, record, result in zip(cfgs, models, writers, folders, recs, results):
             if result.diverged:
                 record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -78,6 +78,12 @@ def build_loss(cfg: DictConfig) -> torch.nn.Module:
     return instantiate(cfg.loss, _partial_=True)()
 
 
+def build_recipe(cfg: DictConfig) -> dict[str, Callable]:
+    """What makes the optimiser and the schedule (conf/optimizer/, conf/scheduler/), for ``fit``."""
+    return {"make_optimizer": instantiate(cfg.optimizer, _convert_="all"),
+            "make_schedule": instantiate(cfg.scheduler)}
+
+
 def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
               callbacks: Iterable[Callback] = ()) -> dict:
     """Trains ``cfg`` into ``folder`` (TensorBoard events) and writes its completed record there:
@@ -91,7 +97,7 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
              clips(record["data"]["sizes"]))
     with SummaryWriter(str(folder)) as writer:
         result = fit(model, data, build_loss(cfg), cfg.trainer, seed=cfg.seed, writer=writer,
-                     callbacks=callbacks)
+                     callbacks=callbacks, **build_recipe(cfg))
         finish_events(writer, cfg, record, model, data, result)
     record.update(outcome(cfg, result))
     records.write(folder, record)

@@ -1,9 +1,11 @@
-"""The trainer: one model, the handout's recipe, the data held as tensors on the device.
+"""The trainer: one model, a recipe (the handout's by default), the data held as tensors on the device.
 
-Recipe: Adam, cosine annealing stepped after every batch (T_max = epochs x batches per epoch),
-shuffled train batches (the last one ragged, as the handout's DataLoader gives), validation after
-each epoch, the best state by a validation metric kept in memory, and the test split evaluated
-once, on that state, at the end. The test split chooses nothing.
+Recipe: an optimiser and a learning-rate schedule (Adam, and cosine annealing stepped after every
+batch, by default; msa_ablate/optim.py), shuffled train batches (the last one ragged, as the
+handout's DataLoader gives), optionally clipped gradients, validation after each epoch, the best
+state by a validation metric kept in memory, optionally an early stop once that metric stops
+improving, and the test split evaluated once, on the best state, at the end. The test split
+chooses nothing.
 
 A batch is a tensor of sample indices into the held splits. Resume and CUDA graphs hook in as
 callbacks (msa_ablate/checkpoints.py, msa_ablate/cuda_graphs.py); seed packs have a trainer of
@@ -26,11 +28,14 @@ from torch import nn
 from msa_ablate.config import TrainerConfig
 from msa_ablate.data import MSAData, Split
 from msa_ablate.metrics import LOWER_IS_BETTER, regression_metrics
+from msa_ablate.optim import adam, cosine, per_epoch
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Step = Callable[[torch.Tensor], torch.Tensor]  # batch indices -> the batch's loss, left on the device
+MakeOptimizer = Callable[..., torch.optim.Optimizer]  # (parameters, lr=) -> optimiser: conf/optimizer/
+MakeSchedule = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]  # conf/scheduler/
 
 
 class TrainingDiverged(RuntimeError):
@@ -136,18 +141,24 @@ def gather(split: Split, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], to
     return split.inputs(idx), split.labels[idx]
 
 
-def optimiser(parameters: Iterable[torch.Tensor], recipe: TrainerConfig, batches: int):
-    """Adam and the cosine schedule, stepped every batch."""
-    optimizer = torch.optim.Adam(parameters, lr=recipe.lr)
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs * batches)
+def optimiser(parameters: Iterable[torch.Tensor], recipe: TrainerConfig, batches: int,
+              make_optimizer: MakeOptimizer = adam, make_schedule: MakeSchedule = cosine):
+    """The optimiser at ``recipe.lr``, and its schedule over the run's ``recipe.epochs * batches`` steps."""
+    optimizer = make_optimizer(parameters, lr=recipe.lr)
+    return optimizer, make_schedule(optimizer, recipe.epochs * batches)
 
 
-def train_step(model: Callable, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer) -> Step:
+def train_step(model: Callable, train: Split, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+               grad_clip: float | None = None) -> Step:
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+
     def step(idx: torch.Tensor) -> torch.Tensor:
         x, y = gather(train, idx)
         loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(parameters, grad_clip)
         optimizer.step()
         return loss.detach()
 
@@ -155,14 +166,26 @@ def train_step(model: Callable, train: Split, loss_fn: LossFn, optimizer: torch.
 
 
 def run_epoch(step: Step, scheduler, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, list[float]]:
-    """A step and a scheduler step per batch. Returns the step losses, copied to the host once per
-    epoch (not once per step), and the learning rate each step used."""
-    losses, lrs = [], []
+    """A step per batch, and a scheduler step unless the schedule steps per epoch. Returns the step
+    losses, copied to the host once per epoch (not once per step), and the learning rate each step used."""
+    losses, lrs, every_batch = [], [], not per_epoch(scheduler)
     for idx in batches:
         losses.append(step(idx))
         lrs.append(scheduler.get_last_lr()[0])  # a copy: under a CUDA graph the lr tensor changes in place
-        scheduler.step()
+        if every_batch:
+            scheduler.step()
     return torch.stack(losses).cpu(), [float(lr) for lr in lrs]
+
+
+def end_epoch(scheduler, valid_scores: dict[str, float]) -> None:
+    """The schedules that step per epoch step here, on the validation loss."""
+    if per_epoch(scheduler):
+        scheduler.step(valid_scores["loss"])
+
+
+def stalled(progress: Progress, patience: int | None) -> bool:
+    """Early stopping: the selection metric has not improved for ``patience`` epochs."""
+    return patience is not None and progress.epoch - progress.best_epoch >= patience
 
 
 def score(preds: torch.Tensor, split: Split, loss_fn: LossFn) -> dict[str, float]:
@@ -203,14 +226,17 @@ def report_epoch(who: str, epoch: int, epochs: int, p: Progress, best: bool, wri
 
 
 def fit(model: nn.Module, data: MSAData, loss_fn: LossFn, recipe: TrainerConfig, *, seed: int, writer=None,
-        callbacks: Iterable[Callback] = ()) -> FitResult:
+        callbacks: Iterable[Callback] = (), make_optimizer: MakeOptimizer = adam,
+        make_schedule: MakeSchedule = cosine) -> FitResult:
     """Trains ``model`` (initialised, on the data's device) with ``recipe`` (a TrainerConfig, or
-    the composed ``cfg.trainer``); it ends holding its best state. ``seed`` draws the batch order;
-    ``writer`` (a SummaryWriter) gets every epoch's scalars."""
+    the composed ``cfg.trainer``) and the optimiser and schedule made by ``make_*``; it ends
+    holding its best state. ``seed`` draws the batch order; ``writer`` (a SummaryWriter) gets
+    every epoch's scalars."""
     train, valid = data.splits["train"], data.splits["valid"]
     batches = math.ceil(len(train) / recipe.batch_size)
-    optimizer, scheduler = optimiser(model.parameters(), recipe, batches)
-    training = Training(model, optimizer, scheduler, train_step(model, train, loss_fn, optimizer),
+    optimizer, scheduler = optimiser(model.parameters(), recipe, batches, make_optimizer, make_schedule)
+    training = Training(model, optimizer, scheduler,
+                        train_step(model, train, loss_fn, optimizer, recipe.grad_clip),
                         torch.Generator().manual_seed(seed), recipe.epochs, batches, Progress())
     start = time.perf_counter()
     for callback in callbacks:
@@ -219,6 +245,10 @@ def fit(model: nn.Module, data: MSAData, loss_fn: LossFn, recipe: TrainerConfig,
 
     for epoch in range(training.epoch + 1, recipe.epochs + 1):
         start, p = time.perf_counter(), training.progress
+        if stalled(p, recipe.patience):
+            log.info("valid %s has not improved for %d epochs: stopping after epoch %d", recipe.select_metric,
+                     p.epoch - p.best_epoch, p.epoch)
+            break
         model.train()
         order = torch.randperm(len(train), generator=training.order).to(train.labels.device)
         losses, lrs = run_epoch(training.step, scheduler, order.split(recipe.batch_size))
@@ -226,6 +256,7 @@ def fit(model: nn.Module, data: MSAData, loss_fn: LossFn, recipe: TrainerConfig,
             step = int((~torch.isfinite(losses)).nonzero()[0]) + 1
             raise TrainingDiverged(f"non-finite training loss at epoch {epoch}, step {step}")
         scores = evaluate(model, valid, loss_fn, recipe.eval_batch_size)
+        end_epoch(scheduler, scores)
         best = p.add_epoch(epoch, float(losses.mean()), scores, recipe.select_metric,
                            lambda: {k: v.detach().clone() for k, v in model.state_dict().items()})
         report_epoch("", epoch, recipe.epochs, p, best, writer, losses.tolist(), lrs)

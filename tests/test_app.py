@@ -15,7 +15,8 @@ from tests.conftest import TINY, cli, compose_config, main
 TINY_TRAINER = [o for o in TINY if o.startswith("trainer.")]  # data=mosi has no data.scale
 
 BASELINE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "sigmoid", "loss": "mse",
-            "modalities": "tva", "layernorm": "on", "trainer": "default", "hparams_search": "none"}
+            "modalities": "tva", "layernorm": "on", "trainer": "default", "optimizer": "adam", "scheduler": "cosine",
+            "hparams_search": "none"}
 
 
 def test_default_config_is_the_handout_baseline():
