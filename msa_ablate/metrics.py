@@ -79,8 +79,10 @@ def mosi_metrics(preds: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def sims_classes(values: np.ndarray, n: int) -> np.ndarray:
-    """The CH-SIMS class of each value in [-1, 1]: i where bounds[i] < value <= bounds[i + 1]."""
-    return np.searchsorted(SIMS_BOUNDS[n], values, side="left") - 1
+    """The CH-SIMS class of each value in [-1, 1]: i where bounds[i] < value <= bounds[i + 1],
+    compared in float32 as MMSA's float32 arrays are (so a label of 0.1 is neutral)."""
+    bounds = np.asarray(SIMS_BOUNDS[n], dtype=np.float32)
+    return np.searchsorted(bounds, np.asarray(values, dtype=np.float32), side="left") - 1
 
 
 def sims_metrics(preds: np.ndarray, truth: np.ndarray) -> dict[str, float]:

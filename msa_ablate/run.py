@@ -69,7 +69,7 @@ def build_model(cfg: DictConfig, data: MSAData, choices: dict[str, str]) -> torc
         raise ConfigError(f"fusion={choices.get('fusion')}: it combines the modalities step by step, and these have "
                           f"steps of their own ({steps}): set data.align=resample or data.align=pool, or choose "
                           "a fusion that attends across them (cross_attention, text_centred) or pools each "
-                          "(tensor, late)")
+                          "(tensor, low_rank, late)")
     return model
 
 

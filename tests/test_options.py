@@ -32,13 +32,14 @@ OPTIONS = {g: options(g) for g in GROUPS}
 # mean = 582,067 - 3 x 132,096; layernorm=off drops 2 x (300 + 74 + 35); modalities=t drops the
 # audio branch (148 + 9,600 + 132,096) and the vision one (70 + 4,608 + 132,096); head=mlp adds
 # Linear(128, 128); tensor drops the fusion LSTM and adds 3 x Linear(128, 16) and
-# Linear(17 ** 3, 128). The rest were read off the built models.
+# Linear(17 ** 3, 128); low_rank drops it and adds 3 x Linear(128, 32), 3 x 4 x 33 x 128 factors,
+# 4 rank weights and 128 biases. The rest were read off the built models.
 PARAMS = {
     "encoder=lstm": 582_067, "encoder=gru": 482_995, "encoder=mean": 185_779, "encoder=transformer": 583_219,
     "encoder=birnn": 483_763, "encoder=conv_birnn": 631_603,
     "fusion=sum_lstm": 582_067, "fusion=concat_lstm": 713_139, "fusion=self_attention": 582_451,
     "fusion=cross_attention": 1_245_491, "fusion=tensor": 1_085_155, "fusion=late": 450_229,
-    "fusion=text_centred": 648_758,
+    "fusion=text_centred": 648_758, "fusion=low_rank": 513_175,
     "head=sigmoid": 582_067, "head=linear": 582_067, "head=mlp": 598_579,
     "modalities=tva": 582_067, "modalities=t": 303_449, "modalities=a": 274_069, "modalities=v": 268_999,
     "modalities=ta": 445_293, "modalities=tv": 440_223, "modalities=va": 410_843,

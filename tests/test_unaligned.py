@@ -40,6 +40,18 @@ def test_mult_unaligned_without_lengths_masks_the_steps_that_hold_something(tmp_
     assert not torch.equal(train.masks["audio"].sum(1), train.masks["text"].sum(1))  # each modality its own length
 
 
+def test_a_frame_of_zeros_inside_a_clip_is_not_padding():
+    """Without lengths, a clip's real frames run from its first non-zero one to its last: a silent
+    frame (or a face lost) in between stays in, so the encoders see one contiguous clip."""
+    raw = synthetic_arrays(scale=0.05, unaligned=True, layout="mult")
+    audio = raw["train"]["audio"]
+    real = (audio[0] != 0).any(-1)
+    inside = np.flatnonzero(real)[3]
+    audio[0, inside] = 0.0
+    mask = from_arrays(raw, "mult").splits["train"].masks["audio"][0].numpy()
+    assert mask[inside] and mask.sum() == real.sum()
+
+
 def test_mmsa_unaligned_with_lengths_pads_at_the_back(tmp_path):
     raw = synthetic_arrays(scale=0.05, unaligned=True, layout="mmsa")
     data = from_arrays(raw, "mmsa")
@@ -47,21 +59,38 @@ def test_mmsa_unaligned_with_lengths_pads_at_the_back(tmp_path):
     lengths = torch.from_numpy(raw["train"]["audio_lengths"])
     assert torch.equal(train.masks["audio"].sum(1), lengths)
     assert train.masks["audio"][:, 0].all() and data.padding["audio"] == "back (audio_lengths)"
-    raw["valid"]["vision_lengths"] = raw["valid"]["vision_lengths"] + 1000
-    with pytest.raises(DataError, match=r"\['valid'\]\['vision_lengths'\]: expected 11 lengths in \[0, 500\]"):
+    raw["valid"]["vision_lengths"] = raw["valid"]["vision_lengths"] - 1000
+    with pytest.raises(DataError, match=r"\['valid'\]\['vision_lengths'\]: expected 11 lengths >= 0"):
         from_arrays(raw, "bad")
 
 
-def test_mmsa_bert_text_takes_its_mask_from_text_bert():
-    """MMSA's BERT features are not zero at padding tokens: the text's real steps are text_bert's input mask."""
+def test_lengths_beyond_the_steps_held_read_as_all_of_them(caplog):
+    """A clip cut to the padded size may keep its full length: read as every step, with a warning."""
     raw = synthetic_arrays(scale=0.05, unaligned=True, layout="mmsa")
-    for split in raw.values():
-        real = (split["text"] != 0).any(-1)
-        split["text_bert"] = np.stack([real * 101, real, np.zeros_like(real)], axis=1).astype(np.int64)
-        split["text"] = split["text"] + np.float32(0.5) * ~real[..., None]  # a pad token's features
-    data = from_arrays(raw, "mmsa")
-    assert torch.equal(data.splits["train"].masks["text"], torch.from_numpy(raw["train"]["text_bert"][:, 1] > 0))
-    assert data.padding["text"].endswith("(text_bert's input mask)")
+    raw["train"]["audio_lengths"][:3] = FRAMES["audio"] + 40
+    mask = from_arrays(raw, "mmsa").splits["train"].masks["audio"]
+    assert mask[:3].all()
+    assert "['train']['audio_lengths']: 3 length(s) exceed the 375 steps held; read as 375" in caplog.text
+
+
+@pytest.mark.parametrize("unaligned", [True, False])
+def test_mmsa_bert_text_takes_its_mask_from_text_bert(unaligned):
+    """MMSA's BERT features are not zero at padding tokens (the mmsa layout writes them so): the
+    text's real steps are text_bert's input mask, aligned or not, and they are the handout layout's."""
+    raw = synthetic_arrays(scale=0.05, unaligned=unaligned, layout="mmsa")
+    assert (raw["train"]["text"] != 0).any(-1).all()  # no step of zeros to find the padding by
+    mmsa = from_arrays(raw, "mmsa").splits["train"]
+    handout = from_arrays(synthetic_arrays(scale=0.05, unaligned=unaligned), "handout").splits["train"]
+    assert torch.equal(mmsa.masks["text"], torch.from_numpy(raw["train"]["text_bert"][:, 1] > 0))
+    assert torch.equal(mmsa.masks["text"].sum(1), handout.masks["text"].sum(1))
+    if not unaligned:
+        assert torch.equal(mmsa.masks["text"], handout.masks["text"])  # the same steps, shared by every modality
+
+
+def test_resampling_onto_one_step_takes_the_middle_frame():
+    frames = np.arange(5, dtype=np.float32).reshape(1, 5, 1)
+    out = onto(frames, np.ones((1, 5), bool), np.array([[False, True, False]]), "resample")
+    assert out[0, :, 0].tolist() == [0.0, 2.0, 0.0]
 
 
 @pytest.mark.parametrize("how", ["resample", "pool"])
@@ -117,6 +146,15 @@ def test_sims_metrics_by_hand():
     assert m["MAE"] == pytest.approx(np.mean([0, 0.1, 0.05, 0.1, 0.3]))
 
 
+def test_sims_classes_at_the_bounds_are_mmsas_whatever_the_float_width():
+    """MMSA compares float32 arrays with the bounds, so a float32 0.1 is neutral and -0.7 is in the
+    lowest class: the same here for float32 and float64 values."""
+    bounds = [-0.7, -0.1, 0.1, 0.7]
+    for dtype in (np.float32, np.float64):
+        values = np.array(bounds, dtype=dtype)
+        assert sims_metrics(values, np.array([-1.0, -0.5, 0.0, 0.5], dtype=dtype))["Mult_acc_5"] == 1.0, dtype
+
+
 FUSIONS = options("fusion")
 STEPWISE = {"sum_lstm", "concat_lstm", "self_attention"}
 
@@ -153,7 +191,7 @@ def test_a_sims_run_is_scored_by_sims_metrics(tmp_path):
 
 
 MASKED = {"encoder": ["birnn", "conv_birnn", "transformer", "mean"],
-          "fusion": ["cross_attention", "text_centred", "tensor", "late"]}
+          "fusion": ["cross_attention", "text_centred", "tensor", "low_rank", "late"]}
 
 
 @pytest.mark.parametrize("encoder", MASKED["encoder"])
@@ -189,6 +227,25 @@ def test_padding_one_modality_more_changes_no_output(encoder, fusion, side):
                                              torch.zeros(2, 7, dtype=torch.bool)], 1)
         with torch.no_grad():
             torch.testing.assert_close(model(padded), model(inputs), msg=m)
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "birnn", "mean"])
+@pytest.mark.parametrize("fusion", sorted(STEPWISE))
+def test_a_stepwise_fusion_ignores_padding_after_the_clip(encoder, fusion):
+    """Aligned onto back-padded text (MMSA's), the step-wise fusions read each clip up to its last
+    real step: more padding after it changes nothing (the handout's LSTM reads front padding, by design)."""
+    cfg = compose_config(f"encoder={encoder}", f"fusion={fusion}", "model.hidden=8",
+                         *(["fusion.heads=2"] if fusion == "self_attention" else []))
+    model = instantiate(cfg.model, _partial_=True)(input_dims={"text": 6, "audio": 4, "vision": 3}).eval()
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.arange(9)[None, :] < torch.tensor([5, 9, 2])[:, None]  # real steps first
+    inputs = {}
+    for m, d in {"text": 6, "audio": 4, "vision": 3}.items():
+        inputs[m] = torch.randn(3, 9, d, generator=generator) * mask[..., None]
+        inputs[f"{m}_mask"] = mask
+    padded = {k: torch.cat([v, torch.zeros_like(v[:, :7])], 1) for k, v in inputs.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded), model(inputs))
 
 
 def test_the_inspector_says_what_a_file_holds(tmp_path, capsys):

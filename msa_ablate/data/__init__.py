@@ -7,11 +7,12 @@ and goes through :func:`from_arrays`, so validation and cleaning exist once.
 
 Aligned data (every modality with the same steps, one per word) keep one mask of real steps for
 all modalities: the steps where any modality holds a non-zero value (MOSI's aligned files pad at
-the front, with steps of zeros). Unaligned data (MulT's ``*_noalign.pkl``, MMSA's
+the front, with steps of zeros; MMSA's BERT text counts by its ``text_bert`` input mask, as its
+features are not zero at padding). Unaligned data (MulT's ``*_noalign.pkl``, MMSA's
 ``unaligned_*.pkl``: audio and vision frames at their own rates) keep a mask per modality: from
 its ``<modality>_lengths`` where the file has them (MMSA's real frames come first, padding
 after; the side is read off the zeros), for MMSA's BERT text its ``text_bert`` input mask, else
-the steps holding any non-zero value.
+the steps from the first to the last holding a non-zero value.
 ``align=resample|pool`` puts each modality's real frames onto the text's real steps (linear
 interpolation, or the mean of consecutive segments), which step-wise fusions need.
 """
@@ -162,15 +163,24 @@ def _given_mask(split: Mapping, modality: str, x: np.ndarray, where: str) -> tup
         return None
     lengths = np.asarray(split[key]).reshape(-1)
     n, steps = x.shape[:2]
-    if lengths.shape != (n,) or lengths.dtype.kind not in "iuf" or not np.all((lengths >= 0) & (lengths <= steps)):
-        raise DataError(f"{where}['{key}']: expected {n} lengths in [0, {steps}], got shape {lengths.shape}")
-    lengths = lengths.astype(int)
+    if lengths.shape != (n,) or lengths.dtype.kind not in "iuf" or not np.all(lengths >= 0):
+        raise DataError(f"{where}['{key}']: expected {n} lengths >= 0, got shape {lengths.shape}")
+    if (lengths > steps).any():  # a clip cut to the padded size that kept its full length
+        log.warning("%s['%s']: %d length(s) exceed the %d steps held; read as %d", where, key,
+                    (lengths > steps).sum(), steps, steps)
+    lengths = np.minimum(lengths, steps).astype(int)
     first = np.arange(steps)[None, :] < lengths[:, None]  # real steps first, padding after (MMSA's)
     last = np.arange(steps)[None, :] >= (steps - lengths)[:, None]
     content = nonzero_steps(x)
     # the side whose padding holds the fewest non-zero steps
     side = "back" if (content & ~first).sum() <= (content & ~last).sum() else "front"
     return (first if side == "back" else last), f"{side} ({key})"
+
+
+def span(mask: np.ndarray) -> np.ndarray:
+    """(N, T): the steps from each clip's first True to its last; a frame of zeros inside a clip
+    (silence, a face lost) is not padding."""
+    return np.maximum.accumulate(mask, axis=1) & np.maximum.accumulate(mask[:, ::-1], axis=1)[:, ::-1]
 
 
 def _padding(mask: np.ndarray) -> str:
@@ -232,16 +242,19 @@ def from_arrays(raw: object, source: str, clip_labels: bool | None = None,
         if first_dims is not None and dims != first_dims:
             raise DataError(f"{where}: feature dims {dims} differ from the train split's {first_dims}")
         first_steps, first_dims = steps, dims
-        if len(set(steps.values())) == 1:  # aligned: one mask for all, as the model has always read it
-            union = np.stack([nonzero_steps(x) for x in features.values()]).any(0)
+        if len(set(steps.values())) == 1:  # aligned: one mask for all, the steps where any modality holds something
+            text = _given_mask(split, "text", features["text"], where)  # MMSA's BERT text: not zero at padding
+            union = np.stack([text[0] if text and m == "text" else nonzero_steps(x)
+                              for m, x in features.items()]).any(0)
             masks = dict.fromkeys(MODALITIES, union)
-            padding = {m: f"{_padding(union)} (zero steps)" for m in MODALITIES}
+            found_by = "text_bert and zero steps" if text else "zero steps"
+            padding = dict.fromkeys(MODALITIES, f"{_padding(union)} ({found_by})")
             aligned = "as given"
         else:
             masks = {}
             for m, x in features.items():
                 given = _given_mask(split, m, x, where)
-                masks[m] = given[0] if given else nonzero_steps(x)
+                masks[m] = given[0] if given else span(nonzero_steps(x))
                 padding[m] = given[1] if given else f"{_padding(masks[m])} (zero steps)"
             if align != "none":
                 from msa_ablate.data.align import onto

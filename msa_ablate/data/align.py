@@ -16,7 +16,8 @@ def onto(x: np.ndarray, mask: np.ndarray, target: np.ndarray, how: str) -> np.nd
         if len(frames) == 0 or len(steps) == 0:
             continue
         if how == "resample":
-            at = np.linspace(0, len(frames) - 1, len(steps))
+            # the first and last frames at the first and last steps; onto one step, the middle
+            at = np.linspace(0, len(frames) - 1, len(steps)) if len(steps) > 1 else np.array([(len(frames) - 1) / 2])
             low = np.floor(at).astype(int)
             high = np.minimum(low + 1, len(frames) - 1)
             weight = (at - low)[:, None]

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msa_ablate.data import SPLITS, MSAData, from_arrays
+from msa_ablate.data import MODALITIES, SPLITS, MSAData, from_arrays
 from msa_ablate.errors import ConfigError
 
 VERSION = 1  # of what the generator makes from (seed, scale): part of every run's identity
@@ -62,6 +62,7 @@ INF_DIMS, INF_RATE = (0, 1, 2), 0.002
 FRAMES_PER_WORD = {"audio": (4, 12), "vision": (6, 15)}
 FRAMES = {"audio": 375, "vision": 500}
 LAYOUTS = ("handout", "mult", "mmsa")
+BERT_PADDING = 0.05  # the mmsa layout's text features at padding tokens: BERT's are not zero there
 
 
 def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -157,12 +158,17 @@ def _in_layout(arrays: dict, latents: dict, layout: str, label_range: tuple[floa
         if label_range[1] == 1.0:
             for key, m in (("T", "text"), ("A", "audio"), ("V", "vision")):
                 arrays[f"regression_labels_{key}"] = np.clip(np.round(latents[m] * 2) / 5, -1, 1).astype(np.float32)
-        if arrays["audio"].shape[1] != STEPS:  # unaligned: real frames first, padding after, and their counts
-            for m in NONVERBAL:
-                real = (arrays[m] != 0).any(-1)
+        unaligned = arrays["audio"].shape[1] != STEPS
+        for m in MODALITIES if unaligned else ():  # real steps first, padding after (and the frames' counts)
+            real = (arrays[m] != 0).any(-1)
+            if m != "text":
                 arrays[f"{m}_lengths"] = real.sum(1)
-                order = np.argsort(~real, axis=1, kind="stable")  # real frames first, in their order
-                arrays[m] = np.take_along_axis(arrays[m], order[..., None], axis=1)
+            order = np.argsort(~real, axis=1, kind="stable")  # real steps first, in their order
+            arrays[m] = np.take_along_axis(arrays[m], order[..., None], axis=1)
+        # BERT text: token ids, input mask and segments in text_bert; its features are not zero at padding
+        real = (arrays["text"] != 0).any(-1)
+        arrays["text_bert"] = np.stack([np.where(real, 101, 0), real, np.zeros_like(real)], axis=1).astype(np.int64)
+        arrays["text"] = np.where(real[..., None], arrays["text"], np.float32(BERT_PADDING)).astype(np.float32)
     return arrays
 
 
@@ -170,8 +176,9 @@ def synthetic_arrays(seed: int = 0, scale: float = 1.0, unaligned: bool = False,
                      label_range: tuple[float, float] = (-3.0, 3.0)) -> dict[str, dict[str, np.ndarray]]:
     """The raw ``{split: {key: array}}`` structure: by default in the handout's ``mosi_raw.pkl``
     layout; ``layout`` mult (MulT's: (N, 1, 1) labels, byte ids) or mmsa (MMSA's:
-    ``regression_labels``, and where ``unaligned``, each clip's frames first with their
-    ``<modality>_lengths``); ``label_range`` [-1, 1] for CH-SIMS-like labels (with MMSA's
+    ``regression_labels``, BERT-like text with its ``text_bert`` mask and non-zero padding, and
+    where ``unaligned``, each clip's real steps first, with ``<modality>_lengths`` for audio and
+    vision); ``label_range`` [-1, 1] for CH-SIMS-like labels (with MMSA's
     per-modality labels in its layout)."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise ConfigError(f"data.scale={scale}: must be a number in (0, 1]")

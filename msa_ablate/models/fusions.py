@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from msa_ablate.errors import ConfigError, one_of, positive_int, rate
-from msa_ablate.models.sequences import AttentionPool, attention_padding, check_heads, masked_mean
+from msa_ablate.models.sequences import AttentionPool, attention_padding, check_heads, last_real_step, masked_mean
 
 COMBINE = ("sum", "concat")
 
@@ -33,8 +33,10 @@ def merge(seqs: dict[str, torch.Tensor], how: str) -> torch.Tensor:
 
 
 class LSTMFusion(nn.Module):
-    """The handout's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its last hidden
-    state. ``combine=concat`` concatenates them instead, so no modality is averaged into another."""
+    """The handout's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its hidden
+    state at the last real step (the last step, with the handout's front padding; before the
+    padding where it is at the back). ``combine=concat`` concatenates them instead, so no
+    modality is averaged into another."""
 
     stepwise = True
 
@@ -46,8 +48,8 @@ class LSTMFusion(nn.Module):
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
-        _, (h, _) = self.lstm(merge(seqs, self.combine))
-        return h[-1]
+        out, _ = self.lstm(merge(seqs, self.combine))
+        return out[torch.arange(len(out), device=out.device), last_real_step(shared(masks))]
 
 
 class SelfAttentionFusion(nn.Module):
@@ -116,6 +118,12 @@ class CrossAttentionFusion(nn.Module):
                           for s, t in self.pairs], dim=-1)
 
 
+def pooled_with_one(reduce: nn.Module, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A modality's mean over its real steps, reduced, with a 1 in front: (B, 1 + pooled_dim)."""
+    z = reduce(masked_mean(seq, mask))
+    return torch.cat([z.new_ones(z.shape[0], 1), z], dim=-1)
+
+
 class TensorFusion(nn.Module):
     """Tensor Fusion Network (Zadeh et al. 2017): the outer product of the pooled unimodal
     vectors, each first reduced to ``pooled_dim`` and padded with a 1 so that every unimodal
@@ -132,10 +140,39 @@ class TensorFusion(nn.Module):
     def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         fused = None
         for m, seq in seqs.items():
-            z = self.reduce[m](masked_mean(seq, masks[m]))
-            z = torch.cat([z.new_ones(z.shape[0], 1), z], dim=-1)
+            z = pooled_with_one(self.reduce[m], seq, masks[m])
             fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
         return self.post(fused)
+
+
+class LowRankFusion(nn.Module):
+    """Low-rank Multimodal Fusion (Liu et al. 2018): TensorFusion's map with its weight tensor
+    held as ``rank`` products of modality-specific factors, so that the outer product is never
+    formed: ``sum_r w_r * prod_m (z_m @ W_m[r]) + b``, then ReLU, where z_m is the modality's
+    pooled, reduced vector with a 1 in front. At rank (1 + pooled_dim)^(n - 1) it can equal any
+    TensorFusion."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], rank: int = 4, pooled_dim: int = 32,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        positive_int("fusion.rank", rank)
+        self.reduce = nn.ModuleDict({m: nn.Linear(dim, positive_int("fusion.pooled_dim", pooled_dim))
+                                     for m in modalities})
+        self.dropout = nn.Dropout(rate("fusion.dropout", dropout))
+        self.factors = nn.ParameterDict({m: nn.Parameter(torch.empty(rank, pooled_dim + 1, dim)) for m in modalities})
+        for factor in self.factors.values():
+            nn.init.xavier_normal_(factor)
+        self.rank_weights = nn.Parameter(nn.init.xavier_normal_(torch.empty(1, rank)).squeeze(0))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.out_dim = dim
+
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
+        fused = None  # (rank, B, dim): the product over modalities so far, per rank
+        for m, seq in seqs.items():
+            z = self.dropout(pooled_with_one(self.reduce[m], seq, masks[m]))
+            factor = torch.einsum("bi,rio->rbo", z, self.factors[m])
+            fused = factor if fused is None else fused * factor
+        return torch.relu(torch.einsum("r,rbo->bo", self.rank_weights, fused) + self.bias)
 
 
 class LateFusion(nn.Module):

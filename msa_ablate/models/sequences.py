@@ -49,6 +49,13 @@ def leading_padding(mask: torch.Tensor) -> torch.Tensor:
     return (~mask).long().cumprod(1).sum(1)
 
 
+def last_real_step(mask: torch.Tensor) -> torch.Tensor:
+    """(B,) index of each clip's last real step: T - 1 with front padding (and for a clip with none),
+    before the padding where it is at the back."""
+    trailing = (~mask).long().flip(1).cumprod(1).sum(1)
+    return (mask.shape[1] - 1 - trailing) % mask.shape[1]
+
+
 def gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(B, T, D), (B, T) -> (B, T, D): out[b, t] = x[b, index[b, t]]."""
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
