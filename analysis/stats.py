@@ -17,6 +17,7 @@ from scipy import stats
 ALPHA = 0.05
 # Wilcoxon's exact two-sided p can be no smaller than 2 / 2**n: it reaches 0.05 from 6 pairs on.
 WILCOXON_MIN_PAIRS = 6
+TOO_FEW_FOR_WILCOXON = f"Wilcoxon needs {WILCOXON_MIN_PAIRS} pairs to reach p < {ALPHA}"
 ADJUSTMENTS = ("holm", "bh", "none")
 
 
@@ -49,7 +50,7 @@ def paired(x: pd.Series, base: pd.Series) -> Paired:
     if len(d) >= WILCOXON_MIN_PAIRS:
         result.p_wilcoxon = float(stats.wilcoxon(d).pvalue)
     else:
-        result.note = f"Wilcoxon needs {WILCOXON_MIN_PAIRS} pairs to reach p < {ALPHA}"
+        result.note = TOO_FEW_FOR_WILCOXON
     return result
 
 

@@ -21,7 +21,7 @@ import yaml
 from tabulate import tabulate
 
 from analysis.runs import duplicates, load_runs, newest_sweep, read_runs, write_runs
-from analysis.stats import ADJUSTMENTS, ALPHA, paired
+from analysis.stats import ADJUSTMENTS, ALPHA, TOO_FEW_FOR_WILCOXON, WILCOXON_MIN_PAIRS, paired
 from analysis.stats import adjust as adjusted
 from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
@@ -166,8 +166,13 @@ def display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFr
         for d, lo, hi, b in zip(table.delta, table.low, table.high, table.baseline)]
     shown["p (t)"] = [p_text(p) for p in table.p]
     shown[f"p ({adjust})"] = [p_text(p) + ("*" if p < ALPHA else "") for p in table.p_adjusted]
-    shown["p (W)"] = [p_text(p) for p in table.p_wilcoxon]
-    shown["note"] = table.note.fillna("")
+    notes = table.note.fillna("")
+    if table.p_wilcoxon.notna().any():
+        shown["p (W)"] = [p_text(p) for p in table.p_wilcoxon]
+    else:  # no comparison has the seeds for it: no column, and the legend says why, not every row
+        notes = notes.replace(TOO_FEW_FOR_WILCOXON, "")
+    if notes.ne("").any():
+        shown["note"] = notes
     return shown
 
 
@@ -182,7 +187,8 @@ def legend(adjust: str) -> str:
                   "none": "no correction"}[adjust]
     return (f"mean ± sample std over seeds; paired by seed with the baseline: Δ and its 95% confidence interval "
             f"(paired t), p (t) the paired t-test, p ({adjust}) that p under {correction} for the table's "
-            f"comparisons (* below {ALPHA}), p (W) Wilcoxon's signed-rank test where at least 6 seeds are paired")
+            f"comparisons (* below {ALPHA}), p (W) Wilcoxon's signed-rank test where at least "
+            f"{WILCOXON_MIN_PAIRS} seeds are paired (no such column where none are)")
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:

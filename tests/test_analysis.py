@@ -155,6 +155,14 @@ def test_wilcoxon_is_given_where_enough_seeds_are_paired(tmp_path):
     b = [0.5 + 0.001 * s * s for s in range(1, 8)]
     o = [0.52 + 0.003 * s for s in range(1, 8)]
     assert row.p_wilcoxon == pytest.approx(stats.wilcoxon(np.subtract(o, b)).pvalue) and row.note == ""
+    assert "p (W)" in main_output(tmp_path)
+
+
+def test_a_table_without_enough_seeds_for_wilcoxon_has_no_such_column_nor_a_note_per_row(sweep):
+    """5 seeds everywhere: the legend says why there is no Wilcoxon p, not every row."""
+    table = main_output(sweep)
+    assert "p (W)" not in table and "Wilcoxon needs" not in table
+    assert "the same difference on every seed: no t-test" in table  # other notes stay
 
 
 def test_holm_and_benjamini_hochberg():
