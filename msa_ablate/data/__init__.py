@@ -270,7 +270,7 @@ def from_arrays(raw: object, source: str, clip_labels: bool | None = None,
                              {m: torch.from_numpy(mask) for m, mask in masks.items()}, torch.from_numpy(labels),
                              label_range, {m: torch.from_numpy(y) for m, y in unimodal.items()},
                              _ids(split, len(labels)))
-    for name, c in counts.items():
-        if any(c.values()):
-            log.info("%s[%r]: set non-finite cells to 0: %s", source, name, c)
+    zeroed = [f"{name} {m} {k}" for name, c in counts.items() for m, k in c.items() if k]
+    if zeroed:
+        log.info("%s: non-finite cells set to 0: %s", source, ", ".join(zeroed))
     return MSAData(splits, counts, source, label_range, clipped if clip_labels is not None else None, padding, aligned)
