@@ -65,8 +65,9 @@ def verdict(table: pd.DataFrame, metric: str, adjust: str) -> str:
             test = f"no test: {row.note}"
         else:
             significant = "significant" if row.p_adjusted < ALPHA else "not significant"
-            test = (f"95% CI [{row.low:+.3f}, {row.high:+.3f}], paired t-test p {p_text(row.p)} over {int(row.n_paired)} "
-                    f"seeds, {adjust}-adjusted p {p_text(row.p_adjusted)}: {significant} at {ALPHA}")
+            test = (f"95% CI [{row.low:+.3f}, {row.high:+.3f}], paired t-test p {p_text(row.p)} "
+                    f"over {int(row.n_paired)} seeds, {adjust}-adjusted p {p_text(row.p_adjusted)}: "
+                    f"{significant} at {ALPHA}")
         lines.append(f"- `{label}`: {fmt(row[f'{metric}_mean'], row[f'{metric}_std'])}, Δ {row.delta:+.3f} ({test}).")
     best = table.index[0]  # described, not chosen: the test split chooses nothing
     lines.append(f"Highest mean test {metric}: `{best}`." if best != base.index[0] else

@@ -6,6 +6,8 @@ from the baseline, and compared with it by seed: n, n paired, mean ± sample std
 with its 95% confidence interval, the paired t-test's p, that p adjusted for the table's
 comparisons (Holm by default), and Wilcoxon's p where enough seeds are paired. One table of all
 configurations, then one per factor varied alone. Writes runs.csv, summary.md and plots/.
+With --published, each configuration that re-implements a published model beside what its
+sources reported (msa_ablate/published.csv), also in published.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from analysis.published import METRICS, SHARED, dataset_of, is_synthetic, matches
+from analysis.published import load as load_published
 from analysis.runs import duplicates, load_runs, newest_sweep, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS, ALPHA, TOO_FEW_FOR_WILCOXON, WILCOXON_MIN_PAIRS, paired
 from analysis.stats import adjust as adjusted
@@ -191,6 +195,59 @@ def legend(adjust: str) -> str:
             f"{WILCOXON_MIN_PAIRS} seeds are paired (no such column where none are)")
 
 
+def mean_std(values: pd.Series) -> str:
+    return "-" if values.empty else f"{values.mean():.4f}" + ("" if len(values) < 2 else f" ± {values.std():.4f}")
+
+
+def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
+    """Each configuration that re-implements a published model (a preset, or the handout's
+    baseline) beside what its sources reported on the same dataset: the runs' mean ± std over
+    seeds, the published values in the columns they compare with; which data the runs were on."""
+    table = load_published()
+    done = runs[runs.status == "completed"]
+    metrics = [*METRICS["Non0"].values(), *METRICS["Has0"].values(), *SHARED.values()]
+    rows, sources, data, conventions = [], {}, [], set()
+    for label, group in runs.groupby("config", sort=False):
+        run = group.iloc[0]
+        # What it changes from the default config, its data aside: a preset every run shares is not in its label
+        changes = describe({k: v for k, v in run.changes.items() if k.lstrip("+").split(".")[0] != "data"})
+        found = matches(changes or BASELINE, dataset_of(run.data, run.choices.get("data"), run.get("metrics", "mosi")),
+                        table)
+        if found.empty:
+            continue
+        data += [run.data] if run.data not in data else []
+        seeds = done[done.config == label].groupby("seed")
+        n = f"{seeds.ngroups} seed{'s' * (seeds.ngroups != 1)}"
+        rows.append({"config": label, "measured": f"these runs ({split}, {n})",
+                     **{m: mean_std(seeds[f"{split}_{m}"].mean()) for m in metrics}})
+        for r in found.itertuples():
+            number = sources.setdefault(r.source, len(sources) + 1)
+            conventions.add(r.acc2_convention)
+            values = {**{m: getattr(r, c) for c, m in METRICS[r.acc2_convention].items()},
+                      **{m: getattr(r, c) for c, m in SHARED.items()}}
+            setting = f"{'aligned' if r.aligned else 'unaligned'}, {r.text_features} text"
+            rows.append({"config": "", "measured": f"published [{number}]: {r.model}, {setting} (their features and "
+                         "protocol)", **{m: f"{v:g}" for m, v in values.items()}})
+    if not rows:
+        return ("no configuration here re-implements a published model on its data (presets with published results: "
+                f"{', '.join(dict.fromkeys(table.preset))})")
+    shown = pd.DataFrame(rows).fillna("-")
+    if "Has0" not in conventions:  # the runs' Has0 columns only beside a published Has0 value
+        shown = shown.drop(columns=list(METRICS["Has0"].values()))
+    synthetic = ("make_synthetic_mosi is the built-in synthetic data (msa_ablate/data/synthetic.py), not MOSI: the "
+                 "published numbers were measured on the real dataset, these runs on synthetic data, so the two sit "
+                 "side by side for scale, not as a comparison. " if any(map(is_synthetic, data)) else "")
+    protocol = ("" if all(map(is_synthetic, data)) else "The published numbers were measured under each source's own "
+                "features, alignment, protocol and seeds: like for like with runs on real data only where all agree.")
+    lines = [f"measured on: {', '.join(data)}. {synthetic}{protocol}".strip(),
+             "mean ± sample std over seeds; published: their test-split results, accuracies and F1 as fractions, "
+             "Acc2 and F1 in the columns of their convention (Non0: clips labelled 0 left out; Has0: every clip, "
+             "positive at >= 0)"]
+    body = shown.to_csv(index=False) if fmt == "csv" else tabulate(
+        shown, headers="keys", tablefmt=FORMATS[fmt], showindex=False, disable_numparse=True)
+    return "\n".join([*lines, "", body, "", *(f"[{n}] {s}" for s, n in sources.items())])
+
+
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
     filters = {}
     for item in items:
@@ -240,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=(*FORMATS, "csv"), default="terminal")
     parser.add_argument("--filter", action="append", default=[], metavar="KEY=V1[,V2]", help="keep matching runs")
     parser.add_argument("--has0", action="store_true", help="also show Has0_acc_2 and Has0_F1_score")
+    parser.add_argument("--published", action="store_true",
+                        help="also each configuration that re-implements a published model beside what was published")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", type=Path, help="where to write runs.csv, summary.md, plots (default: first folder)")
     args = parser.parse_args(argv)
@@ -291,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     summary.write_text("\n".join(lines) + "".join(
         f"\n\n## {title}\n\n{render(t, args.metric, 'markdown', args.adjust)}" for title, t in sections) + "\n")
     written.append(summary)
+    if args.published:
+        title = "published results beside these runs"
+        print(f"\n## {title}\n\n{beside_published(labelled, args.split, args.format)}")
+        written.append(out / "published.md")
+        written[-1].write_text(f"# {title}\n\n{beside_published(labelled, args.split, 'markdown')}\n")
     if not args.no_plots:
         from analysis.plots import write_plots
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 
 class UserError(ValueError):
@@ -45,6 +45,15 @@ def rate(key: str, value: object) -> float:
     if not is_number(value) or not 0 <= value < 1:
         raise ConfigError(f"{key}={value}: must be a number in [0, 1)")
     return value
+
+
+def each(key: str, value: object, names: Sequence[str], check: Callable[[str, object], object]) -> dict:
+    """``key``: one value for all ``names``, or a mapping with a value for each (checked by ``check``)."""
+    values = dict(value) if isinstance(value, Mapping) else dict.fromkeys(names, value)
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ConfigError(f"{key}={value}: has no value for {', '.join(missing)}")
+    return {n: check(f"{key}.{n}" if isinstance(value, Mapping) else key, values[n]) for n in names}
 
 
 def one_of(key: str, value: object, choices: Collection) -> object:

@@ -8,8 +8,8 @@ member draws its own batch order from its seed, and is selected, evaluated and r
 own; one whose loss diverges fails alone (members share no parameter, so its NaN stays in its
 own slices of the stacks and of Adam's state) and the others train on.
 
-nn.LSTM and nn.GRU have no vmap batching rule. Inside a pack they run as their cells
-unrolled over time from matrix products (``UnrolledLSTM``, ``UnrolledGRU``): the same
+nn.LSTM, nn.GRU and nn.LSTMCell have no vmap batching rule. Inside a pack they run as their cells
+unrolled over time from matrix products (``UnrolledLSTM``, ``UnrolledGRU``, ``UnrolledLSTMCell``): the same
 parameters under the same names and the same equations, so a member computes what the
 model alone computes, up to float rounding.
 """
@@ -101,11 +101,27 @@ class _UnrolledRNN(nn.Module):
         return x, ((h_n, torch.stack(cs)) if self.has_cell_state else h_n)
 
 
+def lstm_step(xw, h, c, w_hh, b_hh):
+    i, f, g, o = (xw + h @ w_hh.T + b_hh).chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 class UnrolledLSTM(_UnrolledRNN):
-    def cell(self, xw, h, c, w_hh, b_hh):
-        i, f, g, o = (xw + h @ w_hh.T + b_hh).chunk(4, -1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+    cell = staticmethod(lstm_step)
+
+
+class UnrolledLSTMCell(nn.Module):
+    """An nn.LSTMCell (MFN's) from matrix products, for the same reason: the same parameters."""
+
+    def __init__(self, cell: nn.LSTMCell) -> None:
+        super().__init__()
+        self.hidden_size = cell.hidden_size
+        for name, p in cell.named_parameters(recurse=False):
+            self.register_parameter(name, nn.Parameter(p.detach().clone()))
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return lstm_step(x @ self.weight_ih.T + self.bias_ih, *state, self.weight_hh, self.bias_hh)
 
 
 class UnrolledGRU(_UnrolledRNN):
@@ -118,12 +134,13 @@ class UnrolledGRU(_UnrolledRNN):
 
 
 def unrolled(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with each nn.LSTM / nn.GRU replaced by its unrolled twin."""
+    """A copy of ``model`` with each nn.LSTM / nn.GRU / nn.LSTMCell replaced by its unrolled twin."""
+    twins = {nn.LSTM: UnrolledLSTM, nn.GRU: UnrolledGRU, nn.LSTMCell: UnrolledLSTMCell}
     model = copy.deepcopy(model)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if type(child) in (nn.LSTM, nn.GRU):
-                setattr(parent, name, (UnrolledLSTM if type(child) is nn.LSTM else UnrolledGRU)(child))
+            if type(child) in twins:
+                setattr(parent, name, twins[type(child)](child))
     return model
 
 

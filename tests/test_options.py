@@ -33,13 +33,15 @@ OPTIONS = {g: options(g) for g in GROUPS}
 # audio branch (148 + 9,600 + 132,096) and the vision one (70 + 4,608 + 132,096); head=mlp adds
 # Linear(128, 128); tensor drops the fusion LSTM and adds 3 x Linear(128, 16) and
 # Linear(17 ** 3, 128); low_rank drops it and adds 3 x Linear(128, 32), 3 x 4 x 33 x 128 factors,
-# 4 rank weights and 128 biases. The rest were read off the built models.
+# 4 rank weights and 128 biases; encoder=none is encoder=mean's count (neither has parameters);
+# concat drops the fusion LSTM and the head reads 3 x 128 (+ 2 x 128 weights). The rest were read
+# off the built models.
 PARAMS = {
     "encoder=lstm": 582_067, "encoder=gru": 482_995, "encoder=mean": 185_779, "encoder=transformer": 583_219,
-    "encoder=birnn": 483_763, "encoder=conv_birnn": 631_603,
+    "encoder=birnn": 483_763, "encoder=conv_birnn": 631_603, "encoder=none": 185_779,
     "fusion=sum_lstm": 582_067, "fusion=concat_lstm": 713_139, "fusion=self_attention": 582_451,
     "fusion=cross_attention": 1_245_491, "fusion=tensor": 1_085_155, "fusion=late": 450_229,
-    "fusion=text_centred": 648_758, "fusion=low_rank": 513_175,
+    "fusion=text_centred": 648_758, "fusion=low_rank": 513_175, "fusion=concat": 450_227,
     "head=sigmoid": 582_067, "head=linear": 582_067, "head=mlp": 598_579,
     "modalities=tva": 582_067, "modalities=t": 303_449, "modalities=a": 274_069, "modalities=v": 268_999,
     "modalities=ta": 445_293, "modalities=tv": 440_223, "modalities=va": 410_843,
@@ -47,9 +49,12 @@ PARAMS = {
 }
 
 
+ACROSS = {"cross_attention", "mult"}  # fusions that attend from one modality to another
+
+
 def allowed(row: dict[str, str]) -> bool:
-    """cross_attention needs two modalities: that pair is rejected (tested below), not trained."""
-    return not (row.get("fusion") == "cross_attention" and row.get("modalities") in SINGLE)
+    """A fusion across modalities needs two: that pair is rejected (tested below), not trained."""
+    return not (row.get("fusion") in ACROSS and row.get("modalities") in SINGLE)
 
 
 def built_parts(model: torch.nn.Module, group: str) -> list[object]:
@@ -119,7 +124,8 @@ def test_settings_beyond_the_defaults_train(tmp_path, overrides):
 
 
 @pytest.mark.parametrize("modalities", sorted(SINGLE))
-def test_cross_attention_rejects_one_modality_before_training(tmp_path, modalities):
-    with pytest.raises(ConfigError, match="fusion=cross_attention needs two modalities"):
-        run_tiny(tmp_path, "fusion=cross_attention", f"modalities={modalities}")
+@pytest.mark.parametrize("fusion", sorted(ACROSS))
+def test_a_fusion_across_modalities_rejects_one_modality_before_training(tmp_path, fusion, modalities):
+    with pytest.raises(ConfigError, match=f"fusion={fusion} needs two modalities"):
+        run_tiny(tmp_path, f"fusion={fusion}", f"modalities={modalities}")
     assert "history" not in (tmp_path / "metrics.json").read_text()

@@ -13,6 +13,7 @@ from msa_ablate.data.synthetic import make_synthetic_mosi
 from msa_ablate.packs import SeedPack, fit_pack, unrolled
 from msa_ablate.train import TrainingDiverged, fit, seed_everything
 from tests.conftest import ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
+from tests.test_options import options
 
 FAST = ["trainer.log_graph=false"]
 
@@ -31,6 +32,15 @@ def test_unrolled_rnn_computes_what_the_cudnn_style_module_computes(rnn):
     (out, state), (ref_out, ref_state) = twin(x), rnn(x)
     torch.testing.assert_close(out, ref_out)
     for mine, ref in zip(*(s if isinstance(s, tuple) else (s,) for s in (state, ref_state))):
+        torch.testing.assert_close(mine, ref)
+
+
+def test_an_unrolled_lstm_cell_computes_what_nn_lstm_cell_computes():
+    cell = nn.LSTMCell(6, 5).double()
+    twin = unrolled(nn.Sequential(cell))[0]
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in cell.named_parameters()]
+    x, h, c = (torch.randn(3, d, dtype=torch.float64) for d in (6, 5, 5))
+    for mine, ref in zip(twin(x, (h, c)), cell(x, (h, c))):
         torch.testing.assert_close(mine, ref)
 
 
@@ -65,9 +75,9 @@ def test_a_packed_member_equals_its_seed_trained_alone():
 
 
 @pytest.mark.parametrize("option", [
-    "encoder=gru", "encoder=transformer", "encoder=mean", "fusion=concat_lstm", "fusion=self_attention",
-    "fusion=cross_attention", "fusion=tensor", "fusion=late", "head=linear", "modalities=t", "encoder.num_layers=2",
-    "+preset=improved", "encoder=birnn encoder.cell=gru",
+    *(f"encoder={o}" for o in options("encoder") if o != "lstm"), *(f"fusion={o}" for o in options("fusion")
+                                                                   if o != "sum_lstm"),
+    "head=linear", "modalities=t", "encoder.num_layers=2", "+preset=improved", "encoder=birnn encoder.cell=gru",
 ])
 def test_every_option_trains_in_a_pack(tmp_path, option):
     records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)

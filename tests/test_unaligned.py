@@ -8,7 +8,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
 from msa_ablate.data import from_arrays
 from msa_ablate.data.__main__ import main as inspect
@@ -17,7 +18,7 @@ from msa_ablate.data.pickles import load_pickle
 from msa_ablate.data.synthetic import FRAMES, synthetic_arrays
 from msa_ablate.errors import ConfigError, DataError
 from msa_ablate.metrics import sims_metrics
-from tests.conftest import compose_config, run_tiny
+from tests.conftest import ROOT, compose_config, run_tiny
 from tests.test_options import options
 
 SIMS = (-1.0, 1.0)
@@ -156,7 +157,13 @@ def test_sims_classes_at_the_bounds_are_mmsas_whatever_the_float_width():
 
 
 FUSIONS = options("fusion")
-STEPWISE = {"sum_lstm", "concat_lstm", "self_attention"}
+STEPWISE = {f for f in FUSIONS if getattr(get_class(OmegaConf.load(ROOT / f"conf/fusion/{f}.yaml")._target_),
+                                          "stepwise", False)}
+
+
+def test_the_stepwise_fusions_are_those_that_read_the_steps_together():
+    assert {"sum_lstm", "concat_lstm", "self_attention", "mfn"} <= STEPWISE
+    assert not STEPWISE & {"cross_attention", "text_centred", "tensor", "low_rank", "late", "concat", "mult"}
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -191,7 +198,7 @@ def test_a_sims_run_is_scored_by_sims_metrics(tmp_path):
 
 
 MASKED = {"encoder": ["birnn", "conv_birnn", "transformer", "mean"],
-          "fusion": ["cross_attention", "text_centred", "tensor", "low_rank", "late"]}
+          "fusion": ["cross_attention", "text_centred", "tensor", "low_rank", "late", "concat", "mult"]}
 
 
 @pytest.mark.parametrize("encoder", MASKED["encoder"])
@@ -201,8 +208,11 @@ def test_padding_one_modality_more_changes_no_output(encoder, fusion, side):
     """Steps of padding added to one modality (front or back, as the layouts pad) change nothing."""
     dims = {"text": 6, "audio": 4, "vision": 3}
     cfg = compose_config(f"encoder={encoder}", f"fusion={fusion}", "model.hidden=8", "encoder.max_len=40"
-                         if encoder == "transformer" else "model.hidden=8", *(["fusion.heads=2"] if "att" in fusion
-                                                                             or "centred" in fusion else []),
+                         if encoder == "transformer" else "model.hidden=8",
+                         *(["fusion.heads=2"] if fusion in ("cross_attention", "text_centred", "mult") else []),
+                         # MulT's causal mask counts steps from the sequences' starts: unaligned, padding moves it
+                         *(["fusion.causal=false", "fusion.layers=1", "fusion.memory_layers=1"] if fusion == "mult"
+                           else []),
                          *(["encoder.heads=2"] if encoder == "transformer" else []))
     model = instantiate(cfg.model, _partial_=True)(input_dims=dims).eval()
     generator = torch.Generator().manual_seed(0)

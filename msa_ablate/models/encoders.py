@@ -21,12 +21,13 @@ from msa_ablate.models.sequences import (
 )
 
 
-def recurrent(cell: type[nn.LSTM] | type[nn.GRU], dim: int, num_layers: int, dropout: float) -> nn.Module:
+def recurrent(cell: type[nn.LSTM] | type[nn.GRU], in_dim: int, dim: int, num_layers: int, dropout: float,
+              group: str = "encoder") -> nn.Module:
     """nn.LSTM / nn.GRU applies dropout only between layers: on one layer the handout's 0.1 is
     inert (PyTorch warns), so it is passed on only where it acts."""
-    positive_int("encoder.num_layers", num_layers)
-    rate("encoder.dropout", dropout)
-    return cell(dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+    positive_int(f"{group}.num_layers", num_layers)
+    rate(f"{group}.dropout", dropout)
+    return cell(in_dim, dim, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
 
 
 class LSTMEncoder(nn.Module):
@@ -34,7 +35,7 @@ class LSTMEncoder(nn.Module):
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        self.lstm = recurrent(nn.LSTM, dim, num_layers, dropout)
+        self.lstm = recurrent(nn.LSTM, dim, dim, num_layers, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.lstm(x)[0]
@@ -45,7 +46,7 @@ class GRUEncoder(nn.Module):
 
     def __init__(self, dim: int, num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
-        self.gru = recurrent(nn.GRU, dim, num_layers, dropout)
+        self.gru = recurrent(nn.GRU, dim, dim, num_layers, dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.gru(x)[0]
@@ -99,6 +100,17 @@ class TransformerEncoder(nn.Module):
             raise ConfigError(f"encoder.max_len={self.max_len}: the data has {x.shape[1]} steps")
         out = self.layers(self.position(x, mask), src_key_padding_mask=attention_padding(mask))
         return out * mask.unsqueeze(-1)
+
+
+class IdentityEncoder(nn.Module):
+    """No unimodal encoder: the branch's projected steps go to the fusion as they are, which then
+    models time itself (early fusion: EF-LSTM, MFN, MulT)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class MeanEncoder(nn.Module):

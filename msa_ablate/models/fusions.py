@@ -8,12 +8,14 @@ combines the modalities step by step: it needs them on the same steps (aligned d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from msa_ablate.errors import ConfigError, one_of, positive_int, rate
+from msa_ablate.errors import ConfigError, each, one_of, positive_int, rate
+from msa_ablate.models.encoders import recurrent
 from msa_ablate.models.sequences import AttentionPool, attention_padding, check_heads, last_real_step, masked_mean
 
 COMBINE = ("sum", "concat")
@@ -36,20 +38,21 @@ class LSTMFusion(nn.Module):
     """The handout's fusion (``combine=sum``): the unimodal sequences summed, an LSTM, its hidden
     state at the last real step (the last step, with the handout's front padding; before the
     padding where it is at the back). ``combine=concat`` concatenates them instead, so no
-    modality is averaged into another."""
+    modality is averaged into another (with ``encoder=none``: EF-LSTM's early fusion)."""
 
     stepwise = True
 
-    def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum") -> None:
+    def __init__(self, dim: int, modalities: Sequence[str], combine: str = "sum", num_layers: int = 1,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         one_of("fusion.combine", combine, COMBINE)
         self.combine = combine
-        self.lstm = nn.LSTM(dim * (len(modalities) if combine == "concat" else 1), dim, batch_first=True)
+        self.lstm = recurrent(nn.LSTM, dim * (len(modalities) if combine == "concat" else 1), dim, num_layers,
+                              dropout, "fusion")
         self.out_dim = dim
 
     def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
-        out, _ = self.lstm(merge(seqs, self.combine))
-        return out[torch.arange(len(out), device=out.device), last_real_step(shared(masks))]
+        return read_out(self.lstm(merge(seqs, self.combine))[0], shared(masks), "last")
 
 
 class SelfAttentionFusion(nn.Module):
@@ -118,29 +121,55 @@ class CrossAttentionFusion(nn.Module):
                           for s, t in self.pairs], dim=-1)
 
 
-def pooled_with_one(reduce: nn.Module, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A modality's mean over its real steps, reduced, with a 1 in front: (B, 1 + pooled_dim)."""
-    z = reduce(masked_mean(seq, mask))
+POOLS = ("mean", "last")
+
+
+def read_out(seq: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, T, D) -> (B, D): the mean over real steps, or the step at the last real one (a recurrent
+    encoder's summary of the clip)."""
+    if pool == "mean":
+        return masked_mean(seq, mask)
+    return seq[torch.arange(len(seq), device=seq.device), last_real_step(mask)]
+
+
+def with_one(z: torch.Tensor) -> torch.Tensor:
+    """(B, D) -> (B, 1 + D): a 1 in front, so that products keep every lower-order term."""
     return torch.cat([z.new_ones(z.shape[0], 1), z], dim=-1)
 
 
-class TensorFusion(nn.Module):
-    """Tensor Fusion Network (Zadeh et al. 2017): the outer product of the pooled unimodal
-    vectors, each first reduced to ``pooled_dim`` and padded with a 1 so that every unimodal
-    and bimodal term survives beside the trimodal ones; then one hidden layer."""
+class ConcatFusion(nn.Module):
+    """Late feature fusion: each modality's sequence read out on its own (at its last real step, or
+    averaged), the vectors concatenated (LF-LSTM with ``encoder=lstm``)."""
 
-    def __init__(self, dim: int, modalities: Sequence[str], pooled_dim: int = 16, dropout: float = 0.1) -> None:
+    def __init__(self, dim: int, modalities: Sequence[str], pool: str = "last") -> None:
         super().__init__()
-        self.reduce = nn.ModuleDict({m: nn.Linear(dim, positive_int("fusion.pooled_dim", pooled_dim))
-                                     for m in modalities})
+        self.pool = one_of("fusion.pool", pool, POOLS)
+        self.out_dim = dim * len(modalities)
+
+    def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
+        return torch.cat([read_out(seq, masks[m], self.pool) for m, seq in seqs.items()], dim=-1)
+
+
+class TensorFusion(nn.Module):
+    """Tensor Fusion Network (Zadeh et al. 2017): the outer product of the unimodal vectors (each
+    read out over its clip, reduced to ``pooled_dim`` and padded with a 1 so that every unimodal
+    and bimodal term survives beside the trimodal ones); then a hidden layer of ``post_dim``
+    (the hidden size where null)."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], pooled_dim: int | Mapping[str, int] = 16,
+                 dropout: float = 0.1, pool: str = "mean", post_dim: int | None = None) -> None:
+        super().__init__()
+        widths = each("fusion.pooled_dim", pooled_dim, modalities, positive_int)
+        self.pool = one_of("fusion.pool", pool, POOLS)
+        self.reduce = nn.ModuleDict({m: nn.Linear(dim, widths[m]) for m in modalities})
+        self.out_dim = dim if post_dim is None else positive_int("fusion.post_dim", post_dim)
         self.post = nn.Sequential(nn.Dropout(rate("fusion.dropout", dropout)),
-                                  nn.Linear((pooled_dim + 1) ** len(modalities), dim), nn.ReLU())
-        self.out_dim = dim
+                                  nn.Linear(math.prod(w + 1 for w in widths.values()), self.out_dim), nn.ReLU())
 
     def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         fused = None
         for m, seq in seqs.items():
-            z = pooled_with_one(self.reduce[m], seq, masks[m])
+            z = with_one(self.reduce[m](read_out(seq, masks[m], self.pool)))
             fused = z if fused is None else torch.einsum("bi,bj->bij", fused, z).flatten(1)
         return self.post(fused)
 
@@ -149,17 +178,18 @@ class LowRankFusion(nn.Module):
     """Low-rank Multimodal Fusion (Liu et al. 2018): TensorFusion's map with its weight tensor
     held as ``rank`` products of modality-specific factors, so that the outer product is never
     formed: ``sum_r w_r * prod_m (z_m @ W_m[r]) + b``, then ReLU, where z_m is the modality's
-    pooled, reduced vector with a 1 in front. At rank (1 + pooled_dim)^(n - 1) it can equal any
+    vector (read out, reduced) with a 1 in front. At rank (1 + pooled_dim)^(n - 1) it can equal any
     TensorFusion."""
 
-    def __init__(self, dim: int, modalities: Sequence[str], rank: int = 4, pooled_dim: int = 32,
-                 dropout: float = 0.1) -> None:
+    def __init__(self, dim: int, modalities: Sequence[str], rank: int = 4, pooled_dim: int | Mapping[str, int] = 32,
+                 dropout: float = 0.1, pool: str = "mean") -> None:
         super().__init__()
         positive_int("fusion.rank", rank)
-        self.reduce = nn.ModuleDict({m: nn.Linear(dim, positive_int("fusion.pooled_dim", pooled_dim))
-                                     for m in modalities})
+        widths = each("fusion.pooled_dim", pooled_dim, modalities, positive_int)
+        self.pool = one_of("fusion.pool", pool, POOLS)
+        self.reduce = nn.ModuleDict({m: nn.Linear(dim, widths[m]) for m in modalities})
         self.dropout = nn.Dropout(rate("fusion.dropout", dropout))
-        self.factors = nn.ParameterDict({m: nn.Parameter(torch.empty(rank, pooled_dim + 1, dim)) for m in modalities})
+        self.factors = nn.ParameterDict({m: nn.Parameter(torch.empty(rank, widths[m] + 1, dim)) for m in modalities})
         for factor in self.factors.values():
             nn.init.xavier_normal_(factor)
         self.rank_weights = nn.Parameter(nn.init.xavier_normal_(torch.empty(1, rank)).squeeze(0))
@@ -169,7 +199,7 @@ class LowRankFusion(nn.Module):
     def forward(self, seqs: dict[str, torch.Tensor], masks: Masks) -> torch.Tensor:
         fused = None  # (rank, B, dim): the product over modalities so far, per rank
         for m, seq in seqs.items():
-            z = self.dropout(pooled_with_one(self.reduce[m], seq, masks[m]))
+            z = self.dropout(with_one(self.reduce[m](read_out(seq, masks[m], self.pool))))
             factor = torch.einsum("bi,rio->rbo", z, self.factors[m])
             fused = factor if fused is None else fused * factor
         return torch.relu(torch.einsum("r,rbo->bo", self.rank_weights, fused) + self.bias)

@@ -8,26 +8,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msa_ablate.errors import ConfigError, is_int, is_number, positive_int
+from msa_ablate.errors import ConfigError, is_int, is_number, one_of, positive_int
 from msa_ablate.models.sequences import content_mask
+
+ACTIVATIONS = {"relu": F.relu, "none": lambda x: x}
 
 
 class ModalityBranch(nn.Module):
     """The handout's unimodal path: LayerNorm(d) -> Linear(d, dim) -> ReLU -> encoder, with an
-    optional dropout on the normalised input features (MulT's ``embed_dropout``) and an optional
-    low-rank input projection (``rank`` dims first, as MulT projects GloVe to 30)."""
+    optional dropout on the normalised input features (MulT's ``embed_dropout``), an optional
+    low-rank input projection (``rank`` dims first, as MulT projects GloVe to 30), and the ReLU
+    optional (``activation=none``: a linear projection, as MulT's and the early-fusion models')."""
 
     def __init__(self, in_dim: int, dim: int, encoder: nn.Module, layernorm: bool, input_dropout: float = 0.0,
-                 rank: int | None = None) -> None:
+                 rank: int | None = None, activation: str = "relu") -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_dim) if layernorm else nn.Identity()
         self.input_dropout = nn.Dropout(input_dropout) if input_dropout else nn.Identity()
         self.proj = (nn.Linear(in_dim, dim) if rank is None
                      else nn.Sequential(nn.Linear(in_dim, rank, bias=False), nn.Linear(rank, dim)))
+        self.activation = ACTIVATIONS[activation]
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(F.relu(self.proj(self.input_dropout(self.norm(x)))), mask)
+        return self.encoder(self.activation(self.proj(self.input_dropout(self.norm(x)))), mask)
 
 
 def per_modality(key: str, value: object, input_dims: Mapping[str, int], allowed: Callable[[object], bool],
@@ -50,7 +54,8 @@ def is_rank(v: object) -> bool:
 
 class MultimodalSentimentModel(nn.Module):
     """Branches for the chosen modalities only (a dropped modality builds no parameters); the head's
-    scores in the data's ``label_range``."""
+    scores in the data's ``label_range``. ``encoders`` gives some modalities another encoder than
+    ``encoder`` (TFN: an LSTM for text, a mean for audio and vision)."""
 
     def __init__(
         self,
@@ -64,6 +69,8 @@ class MultimodalSentimentModel(nn.Module):
         input_dropout: float | Mapping[str, float] = 0.0,
         input_rank: int | Mapping[str, int] | None = None,
         label_range: tuple[float, float] = (-3.0, 3.0),
+        encoders: Mapping[str, Callable[[int], nn.Module]] | None = None,
+        input_activation: str = "relu",
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
@@ -73,8 +80,11 @@ class MultimodalSentimentModel(nn.Module):
         self.modalities = list(modalities)
         dropout = per_modality("input_dropout", input_dropout, input_dims, is_rate, "a rate in [0, 1)", 0.0)
         rank = per_modality("input_rank", input_rank, input_dims, is_rank, "a positive integer rank, or null", None)
-        self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoder(hidden), layernorm,
-                                                         dropout[m], rank[m]) for m in self.modalities})
+        encoders = per_modality("encoders", encoders or {}, input_dims, callable, "an encoder", encoder)
+        one_of("model.input_activation", input_activation, ACTIVATIONS)
+        self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoders[m](hidden), layernorm,
+                                                         dropout[m], rank[m], input_activation)
+                                       for m in self.modalities})
         self.fusion = fusion(dim=hidden, modalities=self.modalities)
         if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality
             self.head = nn.ModuleDict({m: head(self.fusion.out_dim, label_range=label_range)

@@ -1,0 +1,142 @@
+"""MulT (Tsai et al. 2019, "Multimodal Transformer for Unaligned Multimodal Language Sequences"):
+for each target modality, one crossmodal transformer per other modality (the target's steps query
+the source's), the results concatenated and read by a self-attention "memory" transformer; each
+memory's last real step, concatenated, goes through a residual block.
+
+Written from the paper and the official code's definitions (pre-LayerNorm layers, embeddings scaled
+by sqrt(d) with sinusoidal positions, a 4x feed-forward, a final LayerNorm, the causal mask that the
+repository turns on by default). Unlike the official code, padded steps are masked as keys, so that
+a clip's output does not depend on its padding; the input projection and the text embedding dropout
+are the model's branches (``model.input_activation=none``, ``model.input_dropout``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from msa_ablate.errors import ConfigError, each, positive_int, rate
+from msa_ablate.models.encoders import SinusoidalPosition
+from msa_ablate.models.sequences import check_heads, last_real_step, positions
+
+
+def blocked_keys(query_mask: torch.Tensor, key_mask: torch.Tensor, causal: bool, heads: int) -> torch.Tensor:
+    """(B * heads, Tq, Tk) True where a query may not attend: padded keys, and with ``causal`` keys
+    more than Tk - Tq steps ahead (MulT's future mask). A query left with no key attends to all
+    instead (its output is padding, never read; an all-blocked row would give NaN)."""
+    blocked = ~key_mask[:, None, :].expand(-1, query_mask.shape[1], -1)
+    if causal:
+        tq, tk = query_mask.shape[1], key_mask.shape[1]
+        future = torch.ones(tq, tk, dtype=torch.bool, device=key_mask.device).triu(1 + abs(tk - tq))
+        blocked = blocked | future
+    blocked = blocked & ~blocked.all(-1, keepdim=True)
+    return blocked.repeat_interleave(heads, 0)
+
+
+class PreNormLayer(nn.Module):
+    """One MulT layer: LayerNorm before attention (queries and keys normed alike) and before the
+    feed-forward, dropout on the residual branches."""
+
+    def __init__(self, dim: int, heads: int, attention_dropout: float, relu_dropout: float,
+                 residual_dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=attention_dropout, batch_first=True)
+        self.norm_attention, self.norm_feedforward = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.feedforward = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Dropout(relu_dropout),
+                                         nn.Linear(4 * dim, dim))
+        for layer in (self.feedforward[0], self.feedforward[3]):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.dropout = nn.Dropout(residual_dropout)
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None, blocked: torch.Tensor) -> torch.Tensor:
+        q = self.norm_attention(x)
+        kv = q if source is None else self.norm_attention(source)
+        x = x + self.dropout(self.attention(q, kv, kv, attn_mask=blocked, need_weights=False)[0])
+        return x + self.dropout(self.feedforward(self.norm_feedforward(x)))
+
+
+class MulTTransformer(nn.Module):
+    """A stack of PreNormLayers: crossmodal where a source is given (the target's steps are the
+    queries, the source's the keys and values), self-attention otherwise."""
+
+    def __init__(self, dim: int, heads: int, layers: int, attention_dropout: float, relu_dropout: float,
+                 residual_dropout: float, embed_dropout: float, causal: bool, max_len: int) -> None:
+        super().__init__()
+        self.scale, self.causal, self.heads = math.sqrt(dim), causal, heads
+        self.position = SinusoidalPosition(dim, max_len)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.layers = nn.ModuleList(PreNormLayer(dim, heads, attention_dropout, relu_dropout, residual_dropout)
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.max_len = max_len
+
+    def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.max_len:
+            raise ConfigError(f"fusion.max_len={self.max_len}: the data has {x.shape[1]} steps")
+        return self.embed_dropout(self.scale * x + self.position.table[positions(mask)])
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, source: torch.Tensor | None = None,
+                source_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed(x, mask)
+        if source is None:
+            source_mask = mask
+        else:
+            source = self.embed(source, source_mask)
+        blocked = blocked_keys(mask, source_mask, self.causal, self.heads)
+        for layer in self.layers:
+            x = layer(x, source, blocked)
+        return self.norm(x)
+
+
+class MulTFusion(nn.Module):
+    """MulT's fusion: for each target modality, crossmodal transformers from every other modality
+    (``layers`` deep), concatenated along features, then a self-attention memory (``memory_layers``
+    deep) read at the target's last real step; the targets' vectors concatenated, plus MulT's
+    residual block (Linear, ReLU, dropout, Linear). Use with ``encoder=none``, a linear branch
+    (``model.input_activation=none``), ``model.hidden=30`` and ``head=linear``, as ``+preset=mult``.
+    Attends across modalities on their own steps, so it runs on unaligned data as it is."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], heads: int = 5, layers: int = 5, memory_layers: int = 5,
+                 attention_dropout: float | Mapping[str, float] = 0.1, memory_attention_dropout: float = 0.1,
+                 relu_dropout: float = 0.1,
+                 residual_dropout: float = 0.1, embed_dropout: float = 0.25, out_dropout: float = 0.0,
+                 causal: bool = True, max_len: int = 1024) -> None:
+        super().__init__()
+        if len(modalities) < 2:
+            raise ConfigError(f"fusion=mult needs two modalities or more, got modalities={list(modalities)}")
+        check_heads("fusion", dim, heads)
+        check_heads("fusion", 2 * dim, heads)
+        for key, value in (("layers", layers), ("memory_layers", memory_layers), ("max_len", max_len)):
+            positive_int(f"fusion.{key}", value)
+        drop = each("fusion.attention_dropout", attention_dropout, modalities, rate)
+        shared = dict(heads=heads, relu_dropout=rate("fusion.relu_dropout", relu_dropout),
+                      residual_dropout=rate("fusion.residual_dropout", residual_dropout),
+                      embed_dropout=rate("fusion.embed_dropout", embed_dropout), causal=causal, max_len=max_len)
+        self.modalities = list(modalities)
+        # MulT's attention dropout for "source -> target" is the target's.
+        self.crossmodal = nn.ModuleDict({f"{s}_to_{t}": MulTTransformer(dim, layers=layers, attention_dropout=drop[t],
+                                                                        **shared)
+                                         for t in modalities for s in modalities if s != t})
+        memory_dim = dim * (len(modalities) - 1)
+        self.memory = nn.ModuleDict({t: MulTTransformer(memory_dim, layers=memory_layers,
+                                                        attention_dropout=rate("fusion.memory_attention_dropout",
+                                                                               memory_attention_dropout), **shared)
+                                     for t in modalities})
+        self.out_dim = memory_dim * len(modalities)
+        self.residual = nn.Sequential(nn.Linear(self.out_dim, self.out_dim), nn.ReLU(),
+                                      nn.Dropout(rate("fusion.out_dropout", out_dropout)),
+                                      nn.Linear(self.out_dim, self.out_dim))
+
+    def forward(self, seqs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        last = []
+        for t in self.modalities:
+            attended = torch.cat([self.crossmodal[f"{s}_to_{t}"](seqs[t], masks[t], seqs[s], masks[s])
+                                  for s in self.modalities if s != t], dim=-1)
+            memory = self.memory[t](attended, masks[t])
+            last.append(memory[torch.arange(len(memory), device=memory.device), last_real_step(masks[t])])
+        fused = torch.cat(last, dim=-1)
+        return fused + self.residual(fused)
