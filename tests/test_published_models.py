@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.models.fusions import ConcatFusion, LowRankFusion, TensorFusion
-from msa_ablate.models.mult import MulTFusion, MulTTransformer
+from msa_ablate.models.mult import MulTFusion, MulTTransformer, blocked_keys
 from tests.conftest import compose_config, run_tiny
 from tests.test_presets import dry_run
 
@@ -87,6 +87,12 @@ def test_mult_has_six_crossmodal_transformers_and_three_memories_of_its_reposito
     assert all(len(net.layers) == 5 for net in [*fusion.crossmodal.values(), *fusion.memory.values()])
     assert {b.proj.out_features for b in model.branches.values()} == {30}
     assert fusion.out_dim == 2 * 3 * 30  # MulT's combined_dim
+    # attention dropout by source, as MulT's get_network: "la" (text queries audio) takes attn_dropout_a
+    rates = {name: net.layers[0].attention.dropout for name, net in fusion.crossmodal.items()}
+    assert rates == {"audio_to_text": 0.0, "vision_to_text": 0.0, "text_to_audio": 0.1, "vision_to_audio": 0.0,
+                     "text_to_vision": 0.1, "audio_to_vision": 0.0}
+    # the official MULTModel built at these dims (its src/models.py) has 1,071,211; the branches add 3 biases of 30
+    assert sum(p.numel() for p in model.parameters()) == 1_071_211 + 3 * 30
 
 
 def test_mult_crossmodal_attention_takes_the_target_as_queries():
@@ -112,6 +118,15 @@ def test_mults_causal_mask_hides_later_steps():
     changed[:, 4:] = torch.randn(1, 2, 8)
     torch.testing.assert_close(net(x, mask)[:, :4], net(changed, mask)[:, :4])  # steps 0-3 never see 4-5
     assert not torch.allclose(net(x, mask)[:, 4:], net(changed, mask)[:, 4:])
+
+
+def test_mults_causal_mask_counts_real_steps_so_the_last_one_sees_the_whole_source():
+    """Unaligned and back-padded (MMSA's): a 2-step text clip in 3 steps, a 6-step audio clip. MulT's
+    offset |Tk - Tq| on the padded lengths would hide audio steps from the text's last real step."""
+    query, key = torch.tensor([[True, True, False]]), torch.ones(1, 6, dtype=torch.bool)
+    blocked = blocked_keys(query, key, causal=True, heads=1)[0]
+    assert not blocked[1].any()  # the last real text step sees all six audio steps
+    assert blocked[0].tolist() == [False] * 5 + [True]  # the first: |6 - 2| = 4 steps ahead at most
 
 
 def test_mult_on_aligned_data_ignores_front_padding():

@@ -210,9 +210,7 @@ def test_padding_one_modality_more_changes_no_output(encoder, fusion, side):
     cfg = compose_config(f"encoder={encoder}", f"fusion={fusion}", "model.hidden=8", "encoder.max_len=40"
                          if encoder == "transformer" else "model.hidden=8",
                          *(["fusion.heads=2"] if fusion in ("cross_attention", "text_centred", "mult") else []),
-                         # MulT's causal mask counts steps from the sequences' starts: unaligned, padding moves it
-                         *(["fusion.causal=false", "fusion.layers=1", "fusion.memory_layers=1"] if fusion == "mult"
-                           else []),
+                         *(["fusion.layers=1", "fusion.memory_layers=1"] if fusion == "mult" else []),
                          *(["encoder.heads=2"] if encoder == "transformer" else []))
     model = instantiate(cfg.model, _partial_=True)(input_dims=dims).eval()
     generator = torch.Generator().manual_seed(0)

@@ -4,10 +4,13 @@ the source's), the results concatenated and read by a self-attention "memory" tr
 memory's last real step, concatenated, goes through a residual block.
 
 Written from the paper and the official code's definitions (pre-LayerNorm layers, embeddings scaled
-by sqrt(d) with sinusoidal positions, a 4x feed-forward, a final LayerNorm, the causal mask that the
-repository turns on by default). Unlike the official code, padded steps are masked as keys, so that
-a clip's output does not depend on its padding; the input projection and the text embedding dropout
-are the model's branches (``model.input_activation=none``, ``model.input_dropout``).
+by sqrt(d) with sinusoidal positions, separate dropout on keys and values, a 4x feed-forward, a final
+LayerNorm, xavier-initialised projections, the causal mask that the repository turns on by default,
+attention dropout by source modality as its ``get_network`` picks it). Unlike the official code,
+padded steps are masked as keys and positions and the causal mask count from each clip's first real
+step, so that a clip's output does not depend on its padding (front or back); the input projection
+and the text embedding dropout are the model's branches (``model.input_activation=none``,
+``model.input_dropout``; a Linear with a bias where MulT's 1x1 convolution has none).
 """
 
 from __future__ import annotations
@@ -25,20 +28,21 @@ from msa_ablate.models.sequences import check_heads, last_real_step, positions
 
 def blocked_keys(query_mask: torch.Tensor, key_mask: torch.Tensor, causal: bool, heads: int) -> torch.Tensor:
     """(B * heads, Tq, Tk) True where a query may not attend: padded keys, and with ``causal`` keys
-    more than Tk - Tq steps ahead (MulT's future mask). A query left with no key attends to all
-    instead (its output is padding, never read; an all-blocked row would give NaN)."""
+    more than |Lk - Lq| real steps ahead (MulT's future mask, ``triu(1 + |Tk - Tq|)``, counted on
+    each clip's real steps: on aligned data, no step sees a later one; unaligned, the last real step
+    sees every key). A clip with no real key attends to all its steps instead (an all-blocked row
+    would give NaN)."""
     blocked = ~key_mask[:, None, :].expand(-1, query_mask.shape[1], -1)
     if causal:
-        tq, tk = query_mask.shape[1], key_mask.shape[1]
-        future = torch.ones(tq, tk, dtype=torch.bool, device=key_mask.device).triu(1 + abs(tk - tq))
-        blocked = blocked | future
+        offset = (key_mask.sum(1) - query_mask.sum(1)).abs()[:, None, None]
+        blocked = blocked | (positions(key_mask)[:, None, :] > positions(query_mask)[:, :, None] + offset)
     blocked = blocked & ~blocked.all(-1, keepdim=True)
     return blocked.repeat_interleave(heads, 0)
 
 
 class PreNormLayer(nn.Module):
-    """One MulT layer: LayerNorm before attention (queries and keys normed alike) and before the
-    feed-forward, dropout on the residual branches."""
+    """One MulT layer: LayerNorm before attention (queries, keys and values normed alike) and before
+    the feed-forward, dropout on the residual branches."""
 
     def __init__(self, dim: int, heads: int, attention_dropout: float, relu_dropout: float,
                  residual_dropout: float) -> None:
@@ -47,15 +51,16 @@ class PreNormLayer(nn.Module):
         self.norm_attention, self.norm_feedforward = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.feedforward = nn.Sequential(nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Dropout(relu_dropout),
                                          nn.Linear(4 * dim, dim))
-        for layer in (self.feedforward[0], self.feedforward[3]):
+        for layer in (self.attention.out_proj, self.feedforward[0], self.feedforward[3]):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.dropout = nn.Dropout(residual_dropout)
 
-    def forward(self, x: torch.Tensor, source: torch.Tensor | None, blocked: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor | None,
+                blocked: torch.Tensor) -> torch.Tensor:
         q = self.norm_attention(x)
-        kv = q if source is None else self.norm_attention(source)
-        x = x + self.dropout(self.attention(q, kv, kv, attn_mask=blocked, need_weights=False)[0])
+        k, v = (q, q) if keys is None else (self.norm_attention(keys), self.norm_attention(values))
+        x = x + self.dropout(self.attention(q, k, v, attn_mask=blocked, need_weights=False)[0])
         return x + self.dropout(self.feedforward(self.norm_feedforward(x)))
 
 
@@ -75,20 +80,21 @@ class MulTTransformer(nn.Module):
         self.max_len = max_len
 
     def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Scaled by sqrt(d), plus positions; embedding dropout (a mask of its own on every call)."""
         if x.shape[1] > self.max_len:
             raise ConfigError(f"fusion.max_len={self.max_len}: the data has {x.shape[1]} steps")
         return self.embed_dropout(self.scale * x + self.position.table[positions(mask)])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, source: torch.Tensor | None = None,
                 source_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(x, mask)
+        x, keys, values = self.embed(x, mask), None, None
         if source is None:
             source_mask = mask
-        else:
-            source = self.embed(source, source_mask)
+        else:  # keys and values embedded apart, as MulT's: each its own dropout mask
+            keys, values = self.embed(source, source_mask), self.embed(source, source_mask)
         blocked = blocked_keys(mask, source_mask, self.causal, self.heads)
         for layer in self.layers:
-            x = layer(x, source, blocked)
+            x = layer(x, keys, values, blocked)
         return self.norm(x)
 
 
@@ -108,8 +114,7 @@ class MulTFusion(nn.Module):
         super().__init__()
         if len(modalities) < 2:
             raise ConfigError(f"fusion=mult needs two modalities or more, got modalities={list(modalities)}")
-        check_heads("fusion", dim, heads)
-        check_heads("fusion", 2 * dim, heads)
+        check_heads("fusion", dim, heads)  # and so the memories' dim * (n - 1)
         for key, value in (("layers", layers), ("memory_layers", memory_layers), ("max_len", max_len)):
             positive_int(f"fusion.{key}", value)
         drop = each("fusion.attention_dropout", attention_dropout, modalities, rate)
@@ -117,8 +122,8 @@ class MulTFusion(nn.Module):
                       residual_dropout=rate("fusion.residual_dropout", residual_dropout),
                       embed_dropout=rate("fusion.embed_dropout", embed_dropout), causal=causal, max_len=max_len)
         self.modalities = list(modalities)
-        # MulT's attention dropout for "source -> target" is the target's.
-        self.crossmodal = nn.ModuleDict({f"{s}_to_{t}": MulTTransformer(dim, layers=layers, attention_dropout=drop[t],
+        # MulT's attention dropout for "source -> target" is the source's (get_network("la") takes attn_dropout_a).
+        self.crossmodal = nn.ModuleDict({f"{s}_to_{t}": MulTTransformer(dim, layers=layers, attention_dropout=drop[s],
                                                                         **shared)
                                          for t in modalities for s in modalities if s != t})
         memory_dim = dim * (len(modalities) - 1)

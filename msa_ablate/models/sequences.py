@@ -39,7 +39,8 @@ def attention_padding(mask: torch.Tensor) -> torch.Tensor:
 
 
 def positions(mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) index of each step counted from the clip's first real step (padding: 0). Counting from
+    """(B, T) index of each step counted from the clip's first real step (padding in front: 0; after
+    the clip: its last real step's, so T-1 at most; neither is read where it is masked). Counting from
     step 0 of the front-padded sequence would give a clip's first word a position set by its length."""
     return (mask.long().cumsum(1) - 1).clamp(min=0)
 
