@@ -30,6 +30,7 @@ class ShowProgress(Callback):
         if total == done:
             return
         start = last = time.perf_counter()
+        resumed_at = done  # steps a checkpoint had done: not timed here
         if self.bar:
             from tqdm import tqdm  # only where a terminal shows it
             from tqdm.contrib.logging import logging_redirect_tqdm
@@ -49,7 +50,7 @@ class ShowProgress(Callback):
             elif self.every and now - last >= self.every:
                 last = now
                 epoch, into = divmod(done, training.steps_per_epoch)
-                rate = (now - start) / (done - training.epoch * training.steps_per_epoch)
+                rate = (now - start) / (done - resumed_at)
                 log.info("%sepoch %d/%d, step %d/%d: %s elapsed, about %s left", f"{self.name}: " if self.name else "",
                          epoch + (into > 0), training.epochs, into or training.steps_per_epoch,
                          training.steps_per_epoch, duration(now - start), duration(rate * (total - done)))

@@ -1,13 +1,17 @@
 """What a user reads: TensorBoard's names and order, the analysis's choice of sweep, pytest's count."""
 
+import logging
+import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from analysis.summarize import main as summarize
-from tests.conftest import ROOT, TINY, main
+from msa_ablate import progress
+from tests.conftest import ROOT, TINY, cli, main
 
 
 def test_tensorboard_lists_runs_by_what_they_are_and_the_swept_setting_first(tmp_path):
@@ -37,3 +41,27 @@ def test_the_test_command_prints_its_count_whatever_quiet_flag_is_added():
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "tests/test_metrics.py", "-k", "zero"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and " passed" in done.stdout.strip().splitlines()[-1]
+
+
+def test_progress_lines_say_how_far_a_run_is_and_how_long_is_left(monkeypatch, caplog):
+    """Each step takes 1 s on a fake clock: after 4 of 6 steps, 4 s elapsed and 2 s left, whatever
+    epoch the trainer is in (a rate from the current epoch's steps alone would say 4 s left)."""
+    clock = iter(range(100))
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: float(next(clock)))
+    training = SimpleNamespace(epochs=2, steps_per_epoch=3, epoch=0, step=lambda idx: 0.0)
+    progress.ShowProgress("run", bar=False, every=0.5).on_fit_start(training)
+    with caplog.at_level(logging.INFO, logger="msa_ablate.progress"):
+        for epoch in range(2):
+            training.epoch = epoch
+            for idx in range(3):
+                training.step(idx)
+    assert caplog.messages[3] == "run: epoch 2/2, step 1/3: 4s elapsed, about 2s left"
+    assert caplog.messages[-1] == "run: epoch 2/2, step 3/3: 6s elapsed, about 0s left"
+
+
+def test_a_run_whose_output_is_no_terminal_prints_plain_progress_lines(tmp_path):
+    done = cli(*TINY, "trainer.log_graph=false", "trainer.progress_every=0.001", f"hydra.run.dir={tmp_path}",
+               cwd=tmp_path)
+    console = done.stdout + done.stderr
+    assert done.returncode == 0 and "\r" not in console
+    assert re.search(r"epoch 1/1, step \d+/\d+: \d+s elapsed, about \d+s left", console)
