@@ -18,15 +18,16 @@ class ModalityBranch(nn.Module):
     """The handout's unimodal path: LayerNorm(d) -> Linear(d, dim) -> ReLU -> encoder, with an
     optional dropout on the normalised input features (MulT's ``embed_dropout``), an optional
     low-rank input projection (``rank`` dims first, as MulT projects GloVe to 30), and the ReLU
-    optional (``activation=none``: a linear projection, as MulT's and the early-fusion models')."""
+    optional (``activation=none``: a linear projection, as MulT's and the early-fusion models'), and
+    its bias too (MulT's 1x1 convolution has none: padded steps stay zeros)."""
 
     def __init__(self, in_dim: int, dim: int, encoder: nn.Module, layernorm: bool, input_dropout: float = 0.0,
-                 rank: int | None = None, activation: str = "relu") -> None:
+                 rank: int | None = None, activation: str = "relu", bias: bool = True) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_dim) if layernorm else nn.Identity()
         self.input_dropout = nn.Dropout(input_dropout) if input_dropout else nn.Identity()
-        self.proj = (nn.Linear(in_dim, dim) if rank is None
-                     else nn.Sequential(nn.Linear(in_dim, rank, bias=False), nn.Linear(rank, dim)))
+        self.proj = (nn.Linear(in_dim, dim, bias=bias) if rank is None
+                     else nn.Sequential(nn.Linear(in_dim, rank, bias=False), nn.Linear(rank, dim, bias=bias)))
         self.activation = ACTIVATIONS[activation]
         self.encoder = encoder
 
@@ -71,6 +72,7 @@ class MultimodalSentimentModel(nn.Module):
         label_range: tuple[float, float] = (-3.0, 3.0),
         encoders: Mapping[str, Callable[[int], nn.Module]] | None = None,
         input_activation: str = "relu",
+        input_bias: bool = True,
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
@@ -83,7 +85,7 @@ class MultimodalSentimentModel(nn.Module):
         encoders = per_modality("encoders", encoders or {}, input_dims, callable, "an encoder", encoder)
         one_of("model.input_activation", input_activation, ACTIVATIONS)
         self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoders[m](hidden), layernorm,
-                                                         dropout[m], rank[m], input_activation)
+                                                         dropout[m], rank[m], input_activation, input_bias)
                                        for m in self.modalities})
         self.fusion = fusion(dim=hidden, modalities=self.modalities)
         if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality

@@ -4,13 +4,17 @@ the source's), the results concatenated and read by a self-attention "memory" tr
 memory's last real step, concatenated, goes through a residual block.
 
 Written from the paper and the official code's definitions (pre-LayerNorm layers, embeddings scaled
-by sqrt(d) with sinusoidal positions, separate dropout on keys and values, a 4x feed-forward, a final
-LayerNorm, xavier-initialised projections, the causal mask that the repository turns on by default,
-attention dropout by source modality as its ``get_network`` picks it). Unlike the official code,
-padded steps are masked as keys and positions and the causal mask count from each clip's first real
-step, so that a clip's output does not depend on its padding (front or back); the input projection
+by sqrt(d) plus its sinusoidal positions, separate dropout on keys and values, a 4x feed-forward, a
+final LayerNorm, xavier-initialised projections, the causal mask that the repository turns on by
+default, attention dropout by source modality as its ``get_network`` picks it). The input projection
 and the text embedding dropout are the model's branches (``model.input_activation=none``,
-``model.input_dropout``; a Linear with a bias where MulT's 1x1 convolution has none).
+``model.input_bias=false``, ``model.input_dropout``).
+
+``padding``: ``read`` does as the official code: every step is attended to, padding included, the
+causal mask and positions count from the sequence's first step, and each memory is read at its last
+step; a clip's output then depends on how much padding it has. ``mask`` (the default of
+``fusion=mult``) leaves padded steps out as keys and counts positions and the causal mask from each
+clip's first real step, so that a clip's output does not depend on its padding, front or back.
 """
 
 from __future__ import annotations
@@ -21,9 +25,21 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from msa_ablate.errors import ConfigError, each, positive_int, rate
-from msa_ablate.models.encoders import SinusoidalPosition
+from msa_ablate.errors import ConfigError, each, one_of, positive_int, rate
 from msa_ablate.models.sequences import check_heads, last_real_step, positions
+
+PADDING = ("mask", "read")
+
+
+def position_table(steps: int, dim: int) -> torch.Tensor:
+    """MulT's (fairseq's, tensor2tensor's) sinusoidal codes: [sin | cos] halves; row 0 is padding's
+    (zeros), real steps take rows 1, 2, ..."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half) * -(math.log(10000.0) / (half - 1)))
+    angles = torch.arange(steps + 1)[:, None] * freq[None]
+    table = torch.cat([torch.sin(angles), torch.cos(angles), torch.zeros(steps + 1, dim % 2)], dim=1)
+    table[0] = 0
+    return table
 
 
 def blocked_keys(query_mask: torch.Tensor, key_mask: torch.Tensor, causal: bool, heads: int) -> torch.Tensor:
@@ -69,10 +85,10 @@ class MulTTransformer(nn.Module):
     queries, the source's the keys and values), self-attention otherwise."""
 
     def __init__(self, dim: int, heads: int, layers: int, attention_dropout: float, relu_dropout: float,
-                 residual_dropout: float, embed_dropout: float, causal: bool, max_len: int) -> None:
+                 residual_dropout: float, embed_dropout: float, causal: bool, max_len: int, padding: str) -> None:
         super().__init__()
-        self.scale, self.causal, self.heads = math.sqrt(dim), causal, heads
-        self.position = SinusoidalPosition(dim, max_len)
+        self.scale, self.causal, self.heads, self.read_padding = math.sqrt(dim), causal, heads, padding == "read"
+        self.register_buffer("positions", position_table(max_len, dim), persistent=False)
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.layers = nn.ModuleList(PreNormLayer(dim, heads, attention_dropout, relu_dropout, residual_dropout)
                                     for _ in range(layers))
@@ -80,10 +96,15 @@ class MulTTransformer(nn.Module):
         self.max_len = max_len
 
     def embed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Scaled by sqrt(d), plus positions; embedding dropout (a mask of its own on every call)."""
+        """Scaled by sqrt(d), plus positions (none at padded steps); embedding dropout (a mask of its
+        own on every call)."""
         if x.shape[1] > self.max_len:
             raise ConfigError(f"fusion.max_len={self.max_len}: the data has {x.shape[1]} steps")
-        return self.embed_dropout(self.scale * x + self.position.table[positions(mask)])
+        steps = torch.arange(x.shape[1], device=x.device).expand_as(mask) if self.read_padding else positions(mask)
+        return self.embed_dropout(self.scale * x + self.positions[(steps + 1) * mask])
+
+    def attended(self, mask: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(mask) if self.read_padding else mask
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, source: torch.Tensor | None = None,
                 source_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,7 +113,7 @@ class MulTTransformer(nn.Module):
             source_mask = mask
         else:  # keys and values embedded apart, as MulT's: each its own dropout mask
             keys, values = self.embed(source, source_mask), self.embed(source, source_mask)
-        blocked = blocked_keys(mask, source_mask, self.causal, self.heads)
+        blocked = blocked_keys(self.attended(mask), self.attended(source_mask), self.causal, self.heads)
         for layer in self.layers:
             x = layer(x, keys, values, blocked)
         return self.norm(x)
@@ -110,7 +131,7 @@ class MulTFusion(nn.Module):
                  attention_dropout: float | Mapping[str, float] = 0.1, memory_attention_dropout: float = 0.1,
                  relu_dropout: float = 0.1,
                  residual_dropout: float = 0.1, embed_dropout: float = 0.25, out_dropout: float = 0.0,
-                 causal: bool = True, max_len: int = 1024) -> None:
+                 causal: bool = True, max_len: int = 1024, padding: str = "mask") -> None:
         super().__init__()
         if len(modalities) < 2:
             raise ConfigError(f"fusion=mult needs two modalities or more, got modalities={list(modalities)}")
@@ -120,8 +141,9 @@ class MulTFusion(nn.Module):
         drop = each("fusion.attention_dropout", attention_dropout, modalities, rate)
         shared = dict(heads=heads, relu_dropout=rate("fusion.relu_dropout", relu_dropout),
                       residual_dropout=rate("fusion.residual_dropout", residual_dropout),
-                      embed_dropout=rate("fusion.embed_dropout", embed_dropout), causal=causal, max_len=max_len)
-        self.modalities = list(modalities)
+                      embed_dropout=rate("fusion.embed_dropout", embed_dropout), causal=causal, max_len=max_len,
+                      padding=one_of("fusion.padding", padding, PADDING))
+        self.modalities, self.read_padding = list(modalities), padding == "read"
         # MulT's attention dropout for "source -> target" is the source's (get_network("la") takes attn_dropout_a).
         self.crossmodal = nn.ModuleDict({f"{s}_to_{t}": MulTTransformer(dim, layers=layers, attention_dropout=drop[s],
                                                                         **shared)
@@ -141,7 +163,9 @@ class MulTFusion(nn.Module):
         for t in self.modalities:
             attended = torch.cat([self.crossmodal[f"{s}_to_{t}"](seqs[t], masks[t], seqs[s], masks[s])
                                   for s in self.modalities if s != t], dim=-1)
-            memory = self.memory[t](attended, masks[t])
-            last.append(memory[torch.arange(len(memory), device=memory.device), last_real_step(masks[t])])
+            # Read as MulT reads it: every step of the memory's input holds something, padding too
+            mask = torch.ones_like(masks[t]) if self.read_padding else masks[t]
+            memory = self.memory[t](attended, mask)
+            last.append(memory[torch.arange(len(memory), device=memory.device), last_real_step(mask)])
         fused = torch.cat(last, dim=-1)
         return fused + self.residual(fused)
