@@ -146,7 +146,7 @@ def test_mult_as_its_code_reads_padding_and_numbers_real_steps_from_the_sequence
     net = MulTTransformer(6, heads=2, layers=1, attention_dropout=0.0, relu_dropout=0.0, residual_dropout=0.0,
                           embed_dropout=0.0, causal=True, max_len=16, padding="read").eval()
     x, mask = torch.zeros(1, 4, 6), torch.tensor([[False, True, True, True]])
-    torch.testing.assert_close(net.embed(x, mask)[0], net.positions[[0, 2, 3, 4]])
+    torch.testing.assert_close(net.embed(x, mask)[0], net.position_codes[[0, 2, 3, 4]])
     model = model_of("+preset=mult", "modalities=ta", "fusion.layers=1", "fusion.memory_layers=1",
                      dims={"text": 6, "audio": 4})
     mask = torch.arange(8)[None] >= torch.tensor([3, 0])[:, None]

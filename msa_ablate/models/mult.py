@@ -88,7 +88,7 @@ class MulTTransformer(nn.Module):
                  residual_dropout: float, embed_dropout: float, causal: bool, max_len: int, padding: str) -> None:
         super().__init__()
         self.scale, self.causal, self.heads, self.read_padding = math.sqrt(dim), causal, heads, padding == "read"
-        self.register_buffer("positions", position_table(max_len, dim), persistent=False)
+        self.register_buffer("position_codes", position_table(max_len, dim), persistent=False)
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.layers = nn.ModuleList(PreNormLayer(dim, heads, attention_dropout, relu_dropout, residual_dropout)
                                     for _ in range(layers))
@@ -101,7 +101,7 @@ class MulTTransformer(nn.Module):
         if x.shape[1] > self.max_len:
             raise ConfigError(f"fusion.max_len={self.max_len}: the data has {x.shape[1]} steps")
         steps = torch.arange(x.shape[1], device=x.device).expand_as(mask) if self.read_padding else positions(mask)
-        return self.embed_dropout(self.scale * x + self.positions[(steps + 1) * mask])
+        return self.embed_dropout(self.scale * x + self.position_codes[(steps + 1) * mask])
 
     def attended(self, mask: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(mask) if self.read_padding else mask
