@@ -37,7 +37,17 @@ from msa_ablate.data import MSAData, Split
 from msa_ablate.errors import ConfigError
 from msa_ablate.models.sequences import attention_fast_path_off
 from msa_ablate.optim import adam, cosine, per_epoch
-from msa_ablate.run import build_loss, build_model, build_recipe, clips, describe, finish_events, load_data, outcome
+from msa_ablate.run import (
+    build_loss,
+    build_model,
+    build_recipe,
+    clips,
+    describe,
+    finish_events,
+    load_data,
+    outcome,
+    write_model_and_predictions,
+)
 from msa_ablate.train import (
     Callback,
     FitResult,
@@ -345,6 +355,7 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
             else:
                 finish_events(writer, cfg, record, model, data, result)
                 record.update(outcome(cfg, result))
+                write_model_and_predictions(folder, cfg, model, data)
             records.write(folder, record)
     finally:
         for writer in writers:

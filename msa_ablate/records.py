@@ -33,7 +33,8 @@ NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_gr
 LAUNCH_GROUPS = ("experiment", "hparams_search")
 # What a configuration is not: its runs differ in the seed, and in how they are kept.
 NOT_A_CHANGE = ("seed", "resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every")
-OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt")  # what a run leaves in its folder
+# What a run leaves in its folder
+OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv")
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
 
 

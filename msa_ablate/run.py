@@ -28,8 +28,9 @@ from msa_ablate.config import check_for_data
 from msa_ablate.data import MSAData
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError
+from msa_ablate.files import write_atomic
 from msa_ablate.models.sequences import attention_fast_path_off
-from msa_ablate.train import Callback, FitResult, fit, seed_everything
+from msa_ablate.train import Callback, FitResult, fit, predict, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,25 @@ def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
                      callbacks=callbacks, **build_recipe(cfg))
         finish_events(writer, cfg, record, model, data, result)
     record.update(outcome(cfg, result))
+    write_model_and_predictions(folder, cfg, model, data)
     records.write(folder, record)
     return record
+
+
+def write_model_and_predictions(folder: Path, cfg: DictConfig, model: torch.nn.Module, data: MSAData) -> None:
+    """The selected state's weights (``model.pt``), and its predictions on the validation split and,
+    where it was evaluated, the test split (``predictions.csv``: split, index, id, label,
+    prediction); each written atomically, before the record that says the run completed."""
+    write_atomic(folder / "model.pt", lambda f: torch.save(model.state_dict(), f))
+    model.eval()
+    lines = ["split,index,id,label,prediction"]
+    for name in ("valid", "test") if cfg.trainer.evaluate_test else ("valid",):
+        split = data.splits[name]
+        predictions = predict(model, split, cfg.trainer.eval_batch_size).tolist()
+        ids = split.ids or [""] * len(split)
+        lines += [f"{name},{i},{json.dumps(str(ids[i]))},{label!r},{prediction!r}"
+                  for i, (label, prediction) in enumerate(zip(split.labels.tolist(), predictions))]
+    write_atomic(folder / "predictions.csv", lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
 def outcome(cfg: DictConfig, result: FitResult) -> dict:
