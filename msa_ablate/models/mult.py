@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from msa_ablate.errors import ConfigError, each, one_of, positive_int, rate
-from msa_ablate.models.sequences import check_heads, last_real_step, positions
+from msa_ablate.models.fusions import read_out
+from msa_ablate.models.sequences import check_heads, positions
 
 PADDING = ("mask", "read")
 
@@ -166,6 +167,6 @@ class MulTFusion(nn.Module):
             # Read as MulT reads it: every step of the memory's input holds something, padding too
             mask = torch.ones_like(masks[t]) if self.read_padding else masks[t]
             memory = self.memory[t](attended, mask)
-            last.append(memory[torch.arange(len(memory), device=memory.device), last_real_step(mask)])
+            last.append(read_out(memory, mask, "last"))
         fused = torch.cat(last, dim=-1)
         return fused + self.residual(fused)
