@@ -155,13 +155,17 @@ def p_text(p: float) -> str:
     return "" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def plus_minus(mean: float, std: float) -> str:
+    """'mean ± std'; the mean alone where there is no std (one seed); '-' where there is no mean."""
+    return "-" if math.isnan(mean) else f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
 def display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFrame:
     """Strings for people: 'mean ± std', the baseline marked, the adjusted p starred where < ALPHA."""
     shown = pd.DataFrame(index=table.index)
     shown["n"] = [f"{n}" + (f" (+{k} not completed)" if k else "") for n, k in zip(table.n, table.not_completed)]
     for m in [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]:
-        shown[m] = [f"{a:.4f} ± {s:.4f}" if not math.isnan(s) else f"{a:.4f}" if not math.isnan(a) else "-"
-                    for a, s in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+        shown[m] = [plus_minus(a, s) for a, s in zip(table[f"{m}_mean"], table[f"{m}_std"])]
     if "delta" not in table:
         return shown
     shown["paired"] = ["" if b else f"{int(n)}" for n, b in zip(table.n_paired, table.baseline)]
@@ -195,8 +199,6 @@ def legend(adjust: str) -> str:
             f"{WILCOXON_MIN_PAIRS} seeds are paired (no such column where none are)")
 
 
-def mean_std(values: pd.Series) -> str:
-    return "-" if values.empty else f"{values.mean():.4f}" + ("" if len(values) < 2 else f" ± {values.std():.4f}")
 
 
 def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
@@ -218,8 +220,9 @@ def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
         data += [run.data] if run.data not in data else []
         seeds = done[done.config == label].groupby("seed")
         n = f"{seeds.ngroups} seed{'s' * (seeds.ngroups != 1)}"
+        per_seed = {m: seeds[f"{split}_{m}"].mean() for m in metrics}  # a seed run twice counts once
         rows.append({"config": label, "measured": f"these runs ({split}, {n})",
-                     **{m: mean_std(seeds[f"{split}_{m}"].mean()) for m in metrics}})
+                     **{m: plus_minus(v.mean(), v.std()) for m, v in per_seed.items()}})
         for r in found.itertuples():
             number = sources.setdefault(r.source, len(sources) + 1)
             conventions.add(r.acc2_convention)
