@@ -345,6 +345,9 @@ def train_pack(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     log.info("%s on %s: %s params, %s, seeds %s packed",
              describe(recs[0]["choices"]), device, f"{n_params:,}",
              clips(recs[0]["data"]["sizes"]), [cfg.seed for cfg in cfgs])
+    if device.type == "cuda" and not cfgs[0].trainer.cuda_graph:  # measured on an H200: docs/benchmarks.md
+        log.warning("a seed pack on CUDA without trainer.cuda_graph=true is bound by kernel launches (its LSTM cells "
+                    "run step by step): on an H200 it took 2.5x as long as the same seeds one after another")
     writers = [SummaryWriter(str(folder)) for folder in folders]
     try:
         results = fit_pack(models, data, build_loss(cfgs[0]), cfgs[0].trainer, seeds=[c.seed for c in cfgs],
