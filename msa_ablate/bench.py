@@ -48,8 +48,8 @@ from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data import Split
 from msa_ablate.data.pickles import load_pickle
 from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
-from msa_ablate.jobs import resolve_device
 from msa_ablate.packs import fit_pack
+from msa_ablate.run import resolve_device
 from msa_ablate.train import fit, seed_everything, train_step
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

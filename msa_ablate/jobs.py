@@ -5,15 +5,15 @@ whatever happens (completed, failed, interrupted).
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import traceback
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -24,30 +24,14 @@ from msa_ablate.config import check_settings, is_seed
 from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, UserError
+from msa_ablate.eval import robustness_run
 from msa_ablate.packs import train_pack
 from msa_ablate.progress import ShowProgress
-from msa_ablate.run import train_run
+from msa_ablate.robustness import FILE as ROBUSTNESS
+from msa_ablate.run import resolve_device, train_run
 from msa_ablate.train import TrainingDiverged
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str, job_num: int = 0) -> torch.device:
-    """``auto`` is the CPU without CUDA, else GPU ``job_num`` mod the GPU count: the jobs of a
-    parallel sweep (joblib launcher) spread round-robin over the GPUs; with one, they share it."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", job_num % torch.cuda.device_count())
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"trainer.device={name}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name}: CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"trainer.device={name}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device
 
 
 def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Path]]:
@@ -162,6 +146,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         log.info("%s: already completed, skipped (resume=false runs it again); %s", folder, headline(record))
     todo = [(member, folder, run_id) for member, folder, run_id in runs if folder not in done]
     if not todo:
+        after_training(cfg, done, job_num)
         return list(done.values())
     checkpoint, key = output_dir / "checkpoint.pt", "+".join(run_id for _, _, run_id in todo)
     saved = peek(checkpoint) if resume else None
@@ -199,9 +184,27 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         log.info("%s: %s", folder, headline(record))
     diverged = [f"seed {r['seed']}: {r['reason'].removeprefix('TrainingDiverged: ')}" for r in recs
                 if r["status"] == "failed"]
+    after_training(cfg, [*done, *(folder for _, folder, _ in todo)], job_num)
     if diverged:  # a pack's members; the job fails (a sweep reports it at the end), the others are kept
         raise TrainingDiverged("; ".join(diverged))
     return [*done.values(), *recs]
+
+
+def after_training(cfg: DictConfig, folders: Iterable[Path], job_num: int) -> None:
+    """``+eval=robustness``: the robustness pass on each completed run whose robustness.json is
+    missing or was made with other settings (a run skipped as done too)."""
+    settings = OmegaConf.select(cfg, "eval.robustness")
+    if settings is None:
+        return
+    settings = OmegaConf.to_container(settings, resolve=True)
+    device = resolve_device(cfg.trainer.device, job_num)
+    for folder in folders:
+        try:
+            earlier = json.loads((folder / ROBUSTNESS).read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        if records.read(folder).get("status") == "completed" and any(earlier.get(k) != v for k, v in settings.items()):
+            robustness_run(folder, device=device, **settings)
 
 
 HEADLINE = {"mosi": ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE"),

@@ -28,13 +28,15 @@ FILE = "metrics.json"
 # members (each member's own `seed` is in its identity); `data.path` is where the data is, and
 # the data's content is in the identity through its fingerprint.
 NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every",
-                   "data.path")
-# Config groups that say how a run was launched, not what it computes.
-LAUNCH_GROUPS = ("experiment", "hparams_search")
+                   "data.path", "eval")
+# Config groups that say how a run was launched or evaluated after, not what it computes.
+LAUNCH_GROUPS = ("experiment", "hparams_search", "eval")
 # What a configuration is not: its runs differ in the seed, and in how they are kept.
-NOT_A_CHANGE = ("seed", "resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every")
+NOT_A_CHANGE = ("seed", "resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every",
+                "eval")
 # What a run leaves in its folder
-OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv")
+OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv", "robustness*.json",
+           "eval_*")
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
 
 
@@ -139,7 +141,12 @@ def _finite(value: object) -> object:
 def write(folder: Path, record: Mapping) -> None:
     """Atomically: a reader, or a run killed mid-write, never sees half a record."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / FILE, lambda f: f.write(json.dumps(_finite(record), indent=2).encode()))
+    write_json(folder / FILE, record)
+
+
+def write_json(file: Path, value: Mapping) -> None:
+    """``value`` as JSON, NaN as null, written atomically."""
+    write_atomic(file, lambda f: f.write(json.dumps(_finite(value), indent=2).encode()))
 
 
 def read(folder: Path) -> dict:

@@ -25,7 +25,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from msa_ablate import records
 from msa_ablate.config import check_for_data
-from msa_ablate.data import MSAData
+from msa_ablate.data import MSAData, Split
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError
 from msa_ablate.files import write_atomic
@@ -48,6 +48,24 @@ def load_data(cfg: DictConfig) -> MSAData:
     data = _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(spec)))
     check_for_data(cfg, data)
     return data
+
+
+def resolve_device(name: str, job_num: int = 0) -> torch.device:
+    """``auto`` is the CPU without CUDA, else GPU ``job_num`` mod the GPU count: the jobs of a
+    parallel sweep (joblib launcher) spread round-robin over the GPUs; with one, they share it."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", job_num % torch.cuda.device_count())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device={name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"trainer.device={name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def describe(choices: Mapping[str, str]) -> str:
@@ -112,14 +130,20 @@ def write_model_and_predictions(folder: Path, cfg: DictConfig, model: torch.nn.M
     prediction); each written atomically, before the record that says the run completed."""
     write_atomic(folder / "model.pt", lambda f: torch.save(model.state_dict(), f))
     model.eval()
+    names = ("valid", "test") if cfg.trainer.evaluate_test else ("valid",)
+    write_predictions(folder / "predictions.csv", {name: (data.splits[name], predict(
+        model, data.splits[name], cfg.trainer.eval_batch_size)) for name in names})
+
+
+def write_predictions(file: Path, splits: Mapping[str, tuple[Split, torch.Tensor]]) -> None:
+    """``predictions.csv``'s columns (split, index, id, label, prediction), one line per sample of
+    each split, written atomically."""
     lines = ["split,index,id,label,prediction"]
-    for name in ("valid", "test") if cfg.trainer.evaluate_test else ("valid",):
-        split = data.splits[name]
-        predictions = predict(model, split, cfg.trainer.eval_batch_size).tolist()
+    for name, (split, predictions) in splits.items():
         ids = split.ids or [""] * len(split)
         lines += [f"{name},{i},{json.dumps(str(ids[i]))},{label!r},{prediction!r}"
-                  for i, (label, prediction) in enumerate(zip(split.labels.tolist(), predictions))]
-    write_atomic(folder / "predictions.csv", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+                  for i, (label, prediction) in enumerate(zip(split.labels.tolist(), predictions.tolist()))]
+    write_atomic(file, lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
 def outcome(cfg: DictConfig, result: FitResult) -> dict:

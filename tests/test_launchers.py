@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from msa_ablate.jobs import resolve_device
+from msa_ablate.run import resolve_device
 from tests.conftest import TINY, cli, compose_config, main
 
 QUICK = [*TINY, "trainer.log_graph=false"]
