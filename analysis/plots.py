@@ -1,6 +1,7 @@
 """PNG plots of a sweep: per factor varied alone, a bar chart of a metric (mean ± std over seeds)
 and learning curves (train and valid loss per epoch from each run's record, mean and min-max band
-over seeds; one row of panels per loss, since MSE, L1 and Huber are not on one scale)."""
+over seeds; one row of panels per loss, since MSE, L1 and Huber are not on one scale); and where
+asked, the metric against the level of each perturbation of the test split (robustness.json)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.summarize import compare, factors, one_factor  # noqa: E402
+from analysis.robustness import level_curves, rank  # noqa: E402
+from analysis.summarize import BASELINE, compare, factors, one_factor  # noqa: E402
 
 CURVES = {"train": "train_loss", "valid": "valid_loss"}
 # PNGs that differ in nothing but matplotlib's version stamp compare equal
@@ -75,14 +77,70 @@ def curves_chart(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
     return path
 
 
+def robustness_chart(frame: pd.DataFrame, base: str | None, metric: str, title: str, path: Path) -> Path:
+    """``frame``: analysis.robustness.level_curves of some configurations. One panel per perturbation and
+    target: each configuration's mean over seeds against the level, with its min-max band."""
+    keys = frame.index.droplevel([2, 3]).unique()
+    perturbations = sorted(keys.get_level_values(0).unique(), key=rank)
+    targets = sorted(keys.get_level_values(1).unique(), key=rank)
+    configs = list(dict.fromkeys(frame.index.get_level_values(2)))
+    present, frame = set(frame.index.droplevel(3)), frame.sort_index()
+    colors = dict(zip(configs, plt.cm.tab10.colors * 10))  # one colour a configuration, in every panel
+    fig, axes = plt.subplots(len(perturbations), len(targets), figsize=(3.2 * len(targets), 2.9 * len(perturbations)),
+                             squeeze=False, sharex=True)
+    for row, perturbation in zip(axes, perturbations):
+        for ax, target in zip(row, targets):
+            for config in configs:
+                if (perturbation, target, config) not in present:
+                    continue
+                seeds = frame.loc[(perturbation, target, config)]
+                baseline = " (baseline)" if config == base and config != BASELINE else ""
+                label = "\n".join(textwrap.wrap(config + baseline, 40))
+                ax.plot(seeds.columns, seeds.mean(), color=colors[config], label=label, marker="o", markersize=2)
+                ax.fill_between(seeds.columns, seeds.min(), seeds.max(), color=colors[config], alpha=0.15)
+            ax.set_title(f"{target} {perturbation}", fontsize=9)
+            ax.set_xlabel("level")
+        row[0].set_ylabel(metric)
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle("\n".join(textwrap.wrap(f"{title}: test {metric} against the perturbation level, mean and min-max "
+                                         "over seeds", 90)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata=METADATA)
+    plt.close(fig)
+    return path
+
+
+def per_factor(runs: pd.DataFrame, base: str | None) -> dict[str, pd.DataFrame]:
+    """The runs of each factor varied alone (with the baseline's), or all of them, as "all", where none is."""
+    return {f: one_factor(runs, base, f) for f in factors(runs, base)} or {"all": runs}
+
+
+def file_name(factor: str) -> str:
+    return factor.lstrip("+").replace("/", "_")
+
+
+def write_robustness_plots(runs: pd.DataFrame, robust: pd.DataFrame, base: str | None, folder: Path,
+                           metric: str = "Corr") -> list[Path]:
+    """Per factor varied alone in ``runs`` (labelled), a robustness chart of its configurations'
+    runs among ``robust`` (analysis.robustness.usable)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = level_curves(robust, metric)
+    written = []
+    for factor, subset in per_factor(runs, base).items():
+        shown = frame[frame.index.get_level_values(2).isin(subset.config.unique())]
+        if len(shown):
+            written.append(robustness_chart(shown, base, metric, factor,
+                                            folder / f"robustness_{file_name(factor)}_{metric}.png"))
+    return written
+
+
 def write_plots(runs: pd.DataFrame, base: str | None, folder: Path, metric: str = "Corr", split: str = "test",
                 **kw) -> list[Path]:
     """``runs`` labelled (summarize.with_labels), ``base`` their baseline's label."""
     folder.mkdir(parents=True, exist_ok=True)
-    subsets = {f: one_factor(runs, base, f) for f in factors(runs, base)} or {"all": runs}
     written = []
-    for factor, subset in subsets.items():
-        name = factor.lstrip("+").replace("/", "_")
+    for factor, subset in per_factor(runs, base).items():
+        name = file_name(factor)
         table = compare(subset, metric=metric, split=split, baseline=base, **kw)
         written.append(bar_chart(table, metric, split, factor, folder / f"bar_{name}_{metric}.png"))
         written.append(curves_chart(subset, factor, folder / f"curves_{name}.png"))

@@ -1,9 +1,11 @@
 """REPORT.md of the study: python analysis/report.py STUDY_SWEEP ... [--improved SWEEP ...] [--out DIR]
 
 One section per question of the handout (1, 2.1-2.5, 3), each with its table, its plot, and
-sentences whose every number is computed here from the runs. The report names its data (and,
-for the built-in data, what its construction implies for each question), its code (its runs'
-commits), the commands that made them, the seeds and the correction for many comparisons.
+sentences whose every number is computed here from the runs; and where the study's runs have
+robustness.json, one on their robustness (summarize.py --robustness's table, and a sentence).
+The report names its data (and, for the built-in data, what its construction implies for each
+question), its code (its runs' commits), the commands that made them, the seeds and the
+correction for many comparisons.
 It writes runs.csv beside REPORT.md, one row per run, from which
 ``python analysis/report.py --runs DIR/runs.csv --out DIR`` makes the same REPORT.md, byte for byte.
 """
@@ -18,11 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.plots import bar_chart, curves, curves_chart
+from analysis.robustness import robustness_table, usable
 from analysis.runs import load_runs, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS, ALPHA
 from analysis.stats import adjust as adjusted
-from analysis.summarize import compare, legend, one_factor, p_text, read_folders, render, with_labels
-from msa_ablate.metrics import SCORE_NAMES
+from analysis.summarize import compare, legend, one_factor, p_text, read_folders, render, robustness_text, with_labels
+from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
 # The handout's questions 2.1-2.5, one config group each; their options come from the runs.
 QUESTIONS = {"encoder": "2.1", "layernorm": "2.2", "modalities": "2.3", "loss": "2.4", "fusion": "2.5"}
@@ -180,6 +183,53 @@ def question_3(improved: pd.DataFrame, plots: Path, out: Path, adjust: str, desi
     return lines
 
 
+def most_graceful(table: pd.DataFrame, metric: str, adjust: str) -> str:
+    """One sentence on the robustness table: the configuration with the best metric with text
+    missing, the one whose metric degrades least from clean there, and the one with the best
+    effective robustness under text drop (the baseline's own is 0)."""
+    lower = metric in LOWER_IS_BETTER
+    missing = table[(table.perturbation == "missing") & (table.target == "text") & (table.n > 0)].set_index("config")
+    if missing.empty:
+        return "No configuration here has a defined test metric with text missing."
+
+    def best(values: pd.Series) -> str:
+        return values.idxmin() if lower else values.idxmax()
+
+    kept, least = best(missing.value_mean), best(missing.change_mean)
+    words = f"the {'lowest' if lower else 'highest'} {metric}"
+    first = (f"With text missing, `{kept}` keeps {words} ({fmt(missing.value_mean[kept], missing.value_std[kept])} "
+             f"over {missing.n[kept]} seeds)")
+    first += (f" and degrades least from clean (Δ {missing.change_mean[kept]:+.3f})" if least == kept else
+              f", and `{least}` degrades least from clean (Δ {missing.change_mean[least]:+.3f} over "
+              f"{missing.n[least]} seeds)")
+    drop = table[(table.perturbation == "drop") & (table.target == "text") & ~table.baseline]
+    drop = drop[drop.er.notna()].set_index("config") if "er" in drop else drop.iloc[:0]
+    if drop.empty:
+        return f"{first}; no configuration's text-drop curve is paired by seed with the baseline's."
+    top = best(drop.er)
+    r = drop.loc[top]
+    test = f"p {p_text(r.p)}, {adjust}-adjusted {p_text(r.p_adjusted)}" if not math.isnan(r.p) else r.note
+    er = f"ER {r.er:+.3f}" + ("" if math.isnan(r.er_std) else f" ± {r.er_std:.3f}")
+    graceful = r.er < 0 if lower else r.er > 0
+    second = (f"under text drop, `{top}` has the {'lowest' if lower else 'highest'} effective robustness against "
+              f"the baseline ({er} over {int(r.n_paired)} paired seeds; {test})" if graceful else
+              f"under text drop, no configuration degrades more gracefully than the baseline (the closest, "
+              f"`{top}`: {er} over {int(r.n_paired)} paired seeds; {test})")
+    return f"{first}; {second}."
+
+
+def robustness(study: pd.DataFrame, base: str | None, metric: str, adjust: str) -> list[str]:
+    """The Robustness section, where the study's runs have robustness.json; nothing where none has."""
+    if not study[study.status == "completed"].robustness.map(bool).any():
+        return []
+    runs, notes = usable(study)
+    lines = ["", "## Robustness: the study's models on a perturbed test split", ""]
+    if runs.empty:
+        return [*lines, robustness_text(None, notes, metric, "markdown", adjust)]
+    table = robustness_table(runs, base, metric, adjust)
+    return [*lines, robustness_text(table, notes, metric, "markdown", adjust), "", most_graceful(table, metric, adjust)]
+
+
 def report(runs: pd.DataFrame, out: Path, metric: str = "Corr", adjust: str = "holm",
            designed_on: str = "data.seed=0") -> Path:
     """``runs``: the study's and question 3's, told apart by their ``part`` column."""
@@ -195,7 +245,8 @@ def report(runs: pd.DataFrame, out: Path, metric: str = "Corr", adjust: str = "h
               "The model and how it was chosen (on the validation split) are in docs/design.md. It was designed "
               f"on `{designed_on}`, and its test comparison was looked at while designing it; the first table is "
               "on a draw of the data chosen before its runs and never used in its design, the headline.",
-              *question_3(runs[runs.part == "improved"], plots, out, adjust, designed_on)]
+              *question_3(runs[runs.part == "improved"], plots, out, adjust, designed_on),
+              *robustness(study, base, metric, adjust)]
     path = out / "REPORT.md"
     path.write_text("\n".join(parts) + "\n")
     return path

@@ -5,9 +5,10 @@ A run is a folder holding its record (``metrics.json``; an earlier run's, set as
 status ``missing``). Each row says what ran, from the record: its configuration (a digest of its
 resolved config, less the seed and what changes nothing computed, and of its data's
 fingerprint), what that config changes from the default one, the seed, the status and reason,
-the metrics, the per-epoch history, and where it came from (commit, versions, device, the
-sweep's command). Records written before runs kept their config read Hydra's
-``.hydra/config.yaml`` instead, and are labelled by their job's overrides.
+the metrics, the per-epoch history, the test-time robustness pass where one ran (its
+``robustness.json``, so that a runs table alone makes the analysis again), and where it came
+from (commit, versions, device, the sweep's command). Records written before runs kept their
+config read Hydra's ``.hydra/config.yaml`` instead, and are labelled by their job's overrides.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from omegaconf import OmegaConf
 
 from msa_ablate import records
 from msa_ablate.metrics import SCORE_NAMES
+from msa_ablate.robustness import FILE as ROBUSTNESS
 
 SPLITS = ("valid", "test")
-JSON_COLUMNS = ("changes", "choices", "history")  # dicts and lists: JSON text in a CSV
+JSON_COLUMNS = ("changes", "choices", "history", "robustness")  # dicts and lists: JSON text in a CSV
 
 
 def job_folders(root: Path) -> list[Path]:
@@ -153,11 +155,24 @@ def read_run(folder: Path) -> dict:
     provenance = record.get("provenance") or {}
     row["commit"] = (provenance.get("git_commit") or "")[:12] + ("+dirty" if provenance.get("git_dirty") else "")
     row["history"] = record.get("history") or []
+    row["robustness"] = _robustness(folder)
     for split in SPLITS:
         for name in SCORE_NAMES:
             value = (record.get(split) or {}).get(name)
             row[f"{split}_{name}"] = float("nan") if value is None else value
     return row
+
+
+def _robustness(folder: Path) -> dict:
+    """The run's robustness.json ({} where it has none; where it cannot be read, ``error`` says why)."""
+    file = folder / ROBUSTNESS
+    if not file.exists():
+        return {}
+    try:
+        result = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": f"unreadable {ROBUSTNESS} ({' '.join(str(e).split())[:160]})"}
+    return result if isinstance(result, dict) else {"error": f"{ROBUSTNESS} does not hold an object"}
 
 
 def load_runs(folders: Iterable[str | Path]) -> pd.DataFrame:
@@ -191,6 +206,8 @@ def read_runs(file: Path) -> pd.DataFrame:
             "device"]
     runs = pd.read_csv(file, dtype=dict.fromkeys(text, str))
     runs[text] = runs[text].fillna("")
+    if "robustness" not in runs:  # a table written before runs kept their robustness pass
+        runs["robustness"] = "{}"
     for column in JSON_COLUMNS:
         runs[column] = [json.loads(v) for v in runs[column]]
     return runs

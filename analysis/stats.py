@@ -25,6 +25,7 @@ ADJUSTMENTS = ("holm", "bh", "none")
 class Paired:
     n: int  # pairs (seeds both sides completed)
     delta: float = math.nan  # mean of (configuration - baseline)
+    std: float = math.nan  # sample std of (configuration - baseline)
     low: float = math.nan  # 95% confidence interval of delta (paired t)
     high: float = math.nan
     p: float = math.nan  # paired t-test, two-sided
@@ -40,8 +41,10 @@ def paired(x: pd.Series, base: pd.Series) -> Paired:
         return Paired(0, note="no seed in common with the baseline")
     if len(d) < 2:
         return Paired(1, float(d[0]), note="one seed in common: no test")
-    result = Paired(len(d), float(d.mean()))
-    if np.all(d == d[0]):  # no spread: the t statistic is undefined (equal runs, or a constant shift)
+    result = Paired(len(d), float(d.mean()), float(d.std(ddof=1)))
+    # No spread (equal runs, or a constant shift; up to rounding, which a sum of differences leaves):
+    # the t statistic is undefined, or would test the rounding.
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(both.to_numpy()).max())):
         result.note = "the same difference on every seed: no t-test"
         return result
     t = stats.ttest_rel(both.x, both.base)

@@ -7,7 +7,11 @@ with its 95% confidence interval, the paired t-test's p, that p adjusted for the
 comparisons (Holm by default), and Wilcoxon's p where enough seeds are paired. One table of all
 configurations, then one per factor varied alone. Writes runs.csv, summary.md and plots/.
 With --published, each configuration that re-implements a published model beside what its
-sources reported (msa_ablate/published.csv), also in published.md.
+sources reported (msa_ablate/published.csv), also in published.md. With --robustness, each
+configuration's test-time robustness (its runs' robustness.json) and its effective robustness
+against the baseline, with a plot per factor of the metric against the level; with --ensemble,
+each configuration's seeds averaged clip by clip and scored as one model; with --bootstrap N, a
+column of each run's bootstrap interval of --metric (the last two from the runs' predictions.csv).
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import argparse
 import json
 import math
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from analysis.predictions import ensemble, with_bootstrap
 from analysis.published import METRICS, SHARED, dataset_of, is_synthetic, matches
 from analysis.published import load as load_published
+from analysis.robustness import FILE as ROBUSTNESS
+from analysis.robustness import robustness_table, usable
 from analysis.runs import duplicates, load_runs, newest_sweep, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS, ALPHA, TOO_FEW_FOR_WILCOXON, WILCOXON_MIN_PAIRS, paired
 from analysis.stats import adjust as adjusted
@@ -35,6 +43,8 @@ SHOWN = {"mosi": ["Non0_acc_2", "Non0_F1_score", "Mult_acc_5", "Mult_acc_7", "MA
 HAS0_METRICS = ["Has0_acc_2", "Has0_F1_score"]
 FORMATS = {"terminal": "simple", "markdown": "github", "latex": "latex_booktabs"}
 BASELINE = "baseline"
+BOOTSTRAP_COLUMN = "{metric} 95% bootstrap (mean of runs' bounds)"
+CORRECTIONS = {"holm": "Holm's step-down correction", "bh": "Benjamini-Hochberg's correction", "none": "no correction"}
 
 
 def normal(value: object) -> str:
@@ -121,7 +131,8 @@ def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", basel
     metrics += [metric] if metric not in metrics else []
     # One value per (configuration, seed): a seed run twice (listed by summarize) counts once, as its mean.
     done = runs[runs.status == "completed"]
-    per_seed = done.groupby(["config", "seed"])[[f"{split}_{m}" for m in metrics]].mean()
+    bounds = [c for c in (f"{split}_{metric}_low", f"{split}_{metric}_high") if c in runs]  # with --bootstrap
+    per_seed = done.groupby(["config", "seed"])[[f"{split}_{m}" for m in metrics] + bounds].mean()
     rows = []
     for label, group in runs.groupby("config", sort=False):
         ok = per_seed.loc[label] if label in per_seed.index.get_level_values(0) else per_seed.iloc[:0].droplevel(0)
@@ -129,6 +140,8 @@ def compare(runs: pd.DataFrame, metric: str = "Corr", split: str = "test", basel
                "not_completed": int((group.status != "completed").sum())}
         for m in metrics:
             row[f"{m}_mean"], row[f"{m}_std"] = ok[f"{split}_{m}"].mean(), ok[f"{split}_{m}"].std()
+        for column in bounds:  # the mean over seeds of each run's bound
+            row[column.removeprefix(f"{split}_")] = ok[column].mean()
         rows.append(row)
     table = pd.DataFrame(rows).set_index("config")
     if base is not None:
@@ -155,9 +168,17 @@ def p_text(p: float) -> str:
     return "" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def plus_minus(mean: float, std: float) -> str:
-    """'mean ± std'; the mean alone where there is no std (one seed); '-' where there is no mean."""
-    return "-" if math.isnan(mean) else f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+def plus_minus(mean: float, std: float, signed: bool = False) -> str:
+    """'mean ± std' (the mean with its sign where ``signed``); the mean alone where there is no std
+    (one seed); '-' where there is no mean."""
+    shown = f"{mean:+.4f}" if signed else f"{mean:.4f}"
+    return "-" if math.isnan(mean) else shown if math.isnan(std) else f"{shown} ± {std:.4f}"
+
+
+def p_columns(table: pd.DataFrame, adjust: str) -> dict[str, list[str]]:
+    """The paired t-test's p, and that p adjusted, starred where < ALPHA."""
+    return {"p (t)": [p_text(p) for p in table.p],
+            f"p ({adjust})": [p_text(p) + ("*" if p < ALPHA else "") for p in table.p_adjusted]}
 
 
 def display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFrame:
@@ -166,14 +187,17 @@ def display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFr
     shown["n"] = [f"{n}" + (f" (+{k} not completed)" if k else "") for n, k in zip(table.n, table.not_completed)]
     for m in [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]:
         shown[m] = [plus_minus(a, s) for a, s in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+    if f"{metric}_low" in table:
+        shown[BOOTSTRAP_COLUMN.format(metric=metric)] = [
+            "-" if math.isnan(lo) else f"[{lo:.4f}, {hi:.4f}]" for lo, hi in zip(table[f"{metric}_low"],
+                                                                           table[f"{metric}_high"])]
     if "delta" not in table:
         return shown
     shown["paired"] = ["" if b else f"{int(n)}" for n, b in zip(table.n_paired, table.baseline)]
     shown[f"Δ {metric} [95% CI]"] = [
         "" if b or d is None or math.isnan(d) else f"{d:+.4f}" + ("" if math.isnan(lo) else f" [{lo:+.4f}, {hi:+.4f}]")
         for d, lo, hi, b in zip(table.delta, table.low, table.high, table.baseline)]
-    shown["p (t)"] = [p_text(p) for p in table.p]
-    shown[f"p ({adjust})"] = [p_text(p) + ("*" if p < ALPHA else "") for p in table.p_adjusted]
+    shown = shown.assign(**p_columns(table, adjust))
     notes = table.note.fillna("")
     if table.p_wilcoxon.notna().any():
         shown["p (W)"] = [p_text(p) for p in table.p_wilcoxon]
@@ -191,14 +215,73 @@ def render(table: pd.DataFrame, metric: str, fmt: str, adjust: str = "holm") -> 
 
 
 def legend(adjust: str) -> str:
-    correction = {"holm": "Holm's step-down correction", "bh": "Benjamini-Hochberg's correction",
-                  "none": "no correction"}[adjust]
     return (f"mean ± sample std over seeds; paired by seed with the baseline: Δ and its 95% confidence interval "
-            f"(paired t), p (t) the paired t-test, p ({adjust}) that p under {correction} for the table's "
+            f"(paired t), p (t) the paired t-test, p ({adjust}) that p under {CORRECTIONS[adjust]} for the table's "
             f"comparisons (* below {ALPHA}), p (W) Wilcoxon's signed-rank test where at least "
             f"{WILCOXON_MIN_PAIRS} seeds are paired (no such column where none are)")
 
 
+def robustness_legend(metric: str, adjust: str) -> str:
+    sign = (f"{metric} is lower-is-better: there a smaller area, and a negative Δ clean or ER (it rises less than "
+            "the baseline's), are the more graceful" if metric in LOWER_IS_BETTER else
+            f"ER > 0: the configuration's {metric} falls less than the baseline's (it degrades more gracefully)")
+    return (f"each run's {ROBUSTNESS} (its test split perturbed, MultiBench's protocol: noise, Gaussian with sd "
+            "level x each feature's; drop, each step zeroed with probability level; levels 0 to 1; missing, the "
+            "modality zeroed), per target (a modality, or all the model reads at once): "
+            f"{metric}, the area under its curve over the levels (MultiBench's relative robustness; for missing, "
+            f"its value); Δ clean, its change from the clean split summed over the levels (for missing, its one "
+            "change); mean ± sample std over the n seeds where it is defined at every level. ER: MultiBench's "
+            "effective robustness against the baseline's run of the same seed, sum over levels i of "
+            "[(f_i - f_0) - (b_i - b_0)] (for missing, (f_missing - f_clean) - (b_missing - b_clean)): this Δ "
+            f"clean less the baseline's, mean ± sample std over the paired seeds; p (t) the paired t-test, "
+            f"p ({adjust}) that p under {CORRECTIONS[adjust]} for the table's comparisons (* below {ALPHA}). "
+            f"{sign}")
+
+
+def robustness_display(table: pd.DataFrame, metric: str, adjust: str = "holm") -> pd.DataFrame:
+    """Strings for people, from analysis.robustness.robustness_table: 'mean ± std', changes signed."""
+    shown = table[["perturbation", "target", "config"]].copy()
+    shown["n"] = table.n.astype(str)
+    shown[metric] = [plus_minus(a, s) for a, s in zip(table.value_mean, table.value_std)]
+    shown["Δ clean"] = [plus_minus(a, s, signed=True) for a, s in zip(table.change_mean, table.change_std)]
+    if "er" not in table:
+        return shown
+    shown["paired"] = ["" if b else f"{n}" for n, b in zip(table.n_paired, table.baseline)]
+    shown["ER"] = ["" if b else plus_minus(e, s, signed=True) for e, s, b in zip(table.er, table.er_std,
+                                                                               table.baseline)]
+    shown = shown.assign(**p_columns(table, adjust))
+    if table.note.ne("").any():
+        shown["note"] = table.note
+    return shown
+
+
+def robustness_text(table: pd.DataFrame | None, lines: list[str], metric: str, fmt: str, adjust: str = "holm") -> str:
+    """The robustness section: which runs it holds, its legend and its table (``table`` None: no run's is usable)."""
+    if table is None:
+        return "\n".join([*lines, "(python -m msa_ablate.eval FOLDER robustness=true makes it for finished runs; "
+                                   "+eval=robustness after training)"])
+    body = table.to_csv(index=False) if fmt == "csv" else tabulate(
+        robustness_display(table, metric, adjust), headers="keys", tablefmt=FORMATS[fmt], showindex=False,
+        disable_numparse=True)
+    return "\n".join([*lines, "", robustness_legend(metric, adjust), "", body])
+
+
+def ensemble_text(table: pd.DataFrame, line: str, metric: str, split: str, fmt: str) -> str:
+    """The ensembles section (analysis.predictions.ensemble): which runs, a legend, the table."""
+    shown = pd.DataFrame(index=table.index)
+    shown["n"] = table.n.astype(str)
+    shown[f"{metric} (single runs)"] = [plus_minus(a, s) for a, s in zip(table.single_mean, table.single_std)]
+    shown[f"{metric} (ensemble)"] = [plus_minus(e, math.nan) for e in table.ensemble]
+    shown["gain"] = [plus_minus(g, math.nan, signed=True) for g in table.gain]
+    if table.note.ne("").any():
+        shown["note"] = table.note
+    legend_line = (f"each configuration's runs with {split} predictions: {metric} of each seed's predictions, mean ± "
+                   "sample std over the n seeds; of the ensemble: the seeds' predictions averaged clip by clip and "
+                   "scored as one model (msa_ablate.metrics.regression_metrics); gain: the ensemble's less the "
+                   "seeds' mean")
+    body = table.to_csv() if fmt == "csv" else tabulate(shown, headers="keys", tablefmt=FORMATS[fmt],
+                                                        disable_numparse=True)
+    return "\n".join([line, "", legend_line, "", body])
 
 
 def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
@@ -302,6 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--has0", action="store_true", help="also show Has0_acc_2 and Has0_F1_score")
     parser.add_argument("--published", action="store_true",
                         help="also each configuration that re-implements a published model beside what was published")
+    parser.add_argument("--robustness", action="store_true",
+                        help="also each configuration's test-time robustness (robustness.json) and its effective "
+                             "robustness against the baseline's, with plots of the metric against the level")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also each configuration's seeds averaged prediction by prediction, scored as one model")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="a column of each run's percentile bootstrap 95%% interval of --metric over its clips "
+                             "(N resamples, seeded), averaged over seeds (default: none)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--out", type=Path, help="where to write runs.csv, summary.md, plots (default: first folder)")
     args = parser.parse_args(argv)
@@ -319,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         labelled, base, held = with_labels(runs, args.baseline)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))  # one line, exit 2
+    if args.bootstrap < 0:
+        parser.error(f"--bootstrap {args.bootstrap}: the number of resamples must be positive (0: none)")
+    if args.metric == "loss" and (args.ensemble or args.bootstrap):
+        parser.error("--ensemble and --bootstrap score predictions.csv, which holds no loss: choose another --metric")
     if args.split == "test" and runs["test_Corr"].isna().all() and runs["valid_Corr"].notna().any():
         parser.error("these runs never read the test split (trainer.evaluate_test=false, as in "
                      "hparams_search=optuna): use --split valid")
@@ -343,15 +438,27 @@ def main(argv: list[str] | None = None) -> int:
     dups = duplicates(labelled)
     if len(dups):
         lines.append(f"seeds run more than once (each counts once, as its mean): {', '.join(dups.path)}")
+    root = args.runs.parent if args.runs else Path()  # where the runs' paths start
+    if args.bootstrap:
+        runs, line = with_bootstrap(runs, root, args.metric, args.split, args.bootstrap)
+        lines.append(line)
     sections = [("all configurations", compare(runs, **kw))]
     sections += [(f"one factor: {f}", t) for f, t in one_factor_tables(runs, **kw).items()]
-    text = "\n".join(lines)
-    for title, table in sections:
-        text += f"\n\n## {title}\n\n{render(table, args.metric, args.format, args.adjust)}"
+    blocks = [(title, partial(render, table, args.metric, adjust=args.adjust)) for title, table in sections]
+    if args.robustness:
+        robust, notes = usable(labelled)
+        table = robustness_table(robust, base, args.metric, args.adjust) if len(robust) else None
+        blocks.append((f"robustness: test {args.metric} under perturbation",
+                       partial(robustness_text, table, notes, args.metric, adjust=args.adjust)))
+    if args.ensemble:
+        table, line = ensemble(labelled, root, args.metric, args.split)
+        blocks.append((f"ensembles of each configuration's seeds: {args.split} {args.metric}",
+                       partial(ensemble_text, table, line, args.metric, args.split)))
+    text = "\n".join(lines) + "".join(f"\n\n## {title}\n\n{block(fmt=args.format)}" for title, block in blocks)
     print(text)
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "".join(
-        f"\n\n## {title}\n\n{render(t, args.metric, 'markdown', args.adjust)}" for title, t in sections) + "\n")
+        f"\n\n## {title}\n\n{block(fmt='markdown')}" for title, block in blocks) + "\n")
     written.append(summary)
     if args.published:
         title = "published results beside these runs"
@@ -359,9 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         written.append(out / "published.md")
         written[-1].write_text(f"# {title}\n\n{beside_published(labelled, args.split, 'markdown')}\n")
     if not args.no_plots:
-        from analysis.plots import write_plots
+        from analysis.plots import write_plots, write_robustness_plots
 
         written += write_plots(labelled, base, out / "plots", metric=args.metric, split=args.split)
+        if args.robustness and len(robust):
+            written += write_robustness_plots(labelled, robust, base, out / "plots", metric=args.metric)
     print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
