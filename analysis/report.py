@@ -2,7 +2,9 @@
 
 One section per question of the handout (1, 2.1-2.5, 3), each with its table, its plot, and
 sentences whose every number is computed here from the runs; and where the study's runs have
-robustness.json, one on their robustness (summarize.py --robustness's table, and a sentence).
+robustness.json, one on their robustness (summarize.py --robustness's table, and a sentence); with
+--published (a ``+experiment=published`` sweep), one table of the published models' presets and the
+baseline under the one trainer, beside what their sources published.
 The report names its data (and, for the built-in data, what its construction implies for each
 question), its code (its runs' commits), the commands that made them, the seeds and the
 correction for many comparisons.
@@ -18,13 +20,26 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
 
 from analysis.plots import bar_chart, curves, curves_chart
+from analysis.published import preset_of
 from analysis.robustness import robustness_table, usable
 from analysis.runs import load_runs, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS, ALPHA
 from analysis.stats import adjust as adjusted
-from analysis.summarize import compare, legend, one_factor, p_text, read_folders, render, robustness_text, with_labels
+from analysis.summarize import (
+    beside_published,
+    compare,
+    display,
+    legend,
+    one_factor,
+    p_text,
+    read_folders,
+    render,
+    robustness_text,
+    with_labels,
+)
 from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
 # The handout's questions 2.1-2.5, one config group each; their options come from the runs.
@@ -172,14 +187,82 @@ def question_3(improved: pd.DataFrame, plots: Path, out: Path, adjust: str, desi
                         else f"{r.delta:+.3f} ({r.note})")
         shown = pd.DataFrame([*rows, delta]).set_index("config")
         lines.append(shown.to_markdown())
-        cost = labelled[labelled.status == "completed"].groupby("config")[["train_seconds", "n_params"]].mean()
-        (seconds, params), (base_seconds, base_params) = cost.loc[other], cost.loc[base]
+        (seconds, params), (base_seconds, base_params) = cost(labelled).loc[other], cost(labelled).loc[base]
         n_paired = int(tables["Corr"].loc[other, "n_paired"])
         lines += ["", f"`{other}` against the baseline over {n_paired} paired seeds: training time {seconds:.1f} s "
                       f"against {base_seconds:.1f} s ({seconds / base_seconds:.2f}x), {int(params):,} parameters "
                       f"against {int(base_params):,}."]
         chart = bar_chart(tables["Corr"], "Corr", "test", f"question 3, {draw}", plots / f"q3_improved_{i + 1}.png")
         lines += ["", f"![improved]({chart.relative_to(out)})"]
+    return lines
+
+
+def cost(labelled: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's mean training time (s) and parameters over its completed runs."""
+    return labelled[labelled.status == "completed"].groupby("config")[["train_seconds", "n_params"]].mean()
+
+
+def undefined(labelled: pd.DataFrame, table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """For each configuration of ``table`` and each metric, on how many of its n completed seeds
+    the test metric is undefined (NaN: Corr of constant predictions); a seed run twice counts once."""
+    done = labelled[labelled.status == "completed"]
+    per_seed = done.groupby(["config", "seed"])[[f"test_{m}" for m in metrics]].mean()
+    defined = per_seed.notna().groupby(level="config").sum().reindex(table.index, fill_value=0)
+    return defined.rsub(table.n, axis=0).set_axis(metrics, axis=1).astype(int)
+
+
+def published_table(labelled: pd.DataFrame, base: str | None, metric: str, adjust: str) -> pd.DataFrame:
+    """The baseline, then each configuration as the sweep ran them: mean ± std over seeds of the
+    handout's metrics, each compared with the baseline paired by seed on ``metric``, seconds per run
+    and parameters. A metric undefined on some seeds is over the others, and says so."""
+    table = compare(labelled, metric=metric, baseline=base, adjust=adjust)
+    table = table.loc[list(dict.fromkeys([*([base] if base else []), *labelled.config]))]
+    shown = display(table, metric, adjust)
+    metrics = [m for m in dict.fromkeys([*Q3_METRICS, metric]) if m in shown]
+    tests = list(shown.columns[shown.columns.get_loc("paired"):].drop("note", errors="ignore")) if base else []
+    missing = undefined(labelled, table, metrics)
+    notes = shown.note.copy() if "note" in shown else pd.Series("", index=shown.index)
+    for label, row in missing.iterrows():
+        n, gaps = table.n[label], row[row > 0]
+        for m, k in gaps.items():
+            shown.loc[label, m] = "undefined" if k == n else f"{shown.loc[label, m]} (n={n - k})"
+        said = [f"{m} undefined on {k} of {n} seeds" + (" (constant predictions)" if m == "Corr" else "")
+                for m, k in gaps.items()]
+        if row[metric] or (base and missing.loc[base, metric]):  # paired over the seeds it is defined on both sides
+            notes[label] = notes[label].replace(" in common", f" with {metric} defined in common")
+        notes[label] = "; ".join(filter(None, [*said, notes[label]]))
+    seconds, params = cost(labelled).reindex(table.index).T.to_numpy()
+    return shown[["n", *metrics, *tests]].assign(**{
+        "s per run": ["-" if math.isnan(s) else f"{s:.1f}" for s in seconds],
+        "parameters": ["-" if math.isnan(p) else f"{int(p):,}" for p in params],
+        **({"note": notes} if notes.ne("").any() else {})})
+
+
+def published(runs: pd.DataFrame, metric: str, adjust: str) -> list[str]:
+    """The published models' section, for each data draw of the ``+experiment=published`` sweeps'
+    runs: their table (each preset named by its name), what they were on, and their sources' numbers
+    beside them (summarize.py --published's table); nothing where there are none."""
+    if runs.empty:
+        return []
+    lines = ["", "## Published models under one trainer", "",
+             "The `+experiment=published` runs, on the test split, with the statistics above: Δ against the "
+             f"baseline of the same data, paired by seed, on {metric}; s per run, the mean training time in seconds; "
+             "parameters, the model's; (n=k) in a cell, the seeds where that metric is defined."]
+    draws = sorted(runs.data.unique())
+    for draw in draws:
+        labelled, base, _ = with_labels(runs[runs.data == draw])
+        names = labelled.config.map(lambda label: preset_of(label) or label)
+        if names.nunique() == labelled.config.nunique():  # each preset by its name where that names one row
+            labelled, base = labelled.assign(config=names), base and preset_of(base)
+        data, *beside = beside_published(labelled, "test", "markdown").split("\n")
+        lines += ["", *([f"### `{draw}`", ""] if len(draws) > 1 else []),
+                  *([] if base else ["No baseline (the default configuration) among these runs: no paired comparison.",
+                                     ""]),
+                  tabulate(published_table(labelled, base, metric, adjust).rename_axis("model"), headers="keys",
+                           tablefmt="github", disable_numparse=True), "",
+                  f"{data[0].upper()}{data[1:].rstrip('.')}. Each preset keeps its source's recipe and selection rule "
+                  "(conf/preset/; the baseline, the handout's), so the rows differ in more than the model "
+                  "(`trainer.select_metric=Corr` on the sweep puts all on one rule).", "", *beside]
     return lines
 
 
@@ -232,7 +315,7 @@ def robustness(study: pd.DataFrame, base: str | None, metric: str, adjust: str) 
 
 def report(runs: pd.DataFrame, out: Path, metric: str = "Corr", adjust: str = "holm",
            designed_on: str = "data.seed=0") -> Path:
-    """``runs``: the study's and question 3's, told apart by their ``part`` column."""
+    """``runs``: the study's, question 3's and the published models', told apart by their ``part`` column."""
     plots = out / "report_plots"
     plots.mkdir(parents=True, exist_ok=True)
     study, base, _ = with_labels(runs[runs.part == "study"])
@@ -246,7 +329,7 @@ def report(runs: pd.DataFrame, out: Path, metric: str = "Corr", adjust: str = "h
               f"on `{designed_on}`, and its test comparison was looked at while designing it; the first table is "
               "on a draw of the data chosen before its runs and never used in its design, the headline.",
               *question_3(runs[runs.part == "improved"], plots, out, adjust, designed_on),
-              *robustness(study, base, metric, adjust)]
+              *robustness(study, base, metric, adjust), *published(runs[runs.part == "published"], metric, adjust)]
     path = out / "REPORT.md"
     path.write_text("\n".join(parts) + "\n")
     return path
@@ -257,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", type=Path, help="the study's sweep folders (default: the newest sweep)")
     parser.add_argument("--improved", type=Path, action="append", default=[],
                         help="a +experiment=improved sweep folder, for question 3 (repeat for other data)")
+    parser.add_argument("--published", type=Path, action="append", default=[],
+                        help="a +experiment=published sweep folder: the published models under one trainer (repeat)")
     parser.add_argument("--runs", type=Path, help="a runs.csv this wrote, instead of folders")
     parser.add_argument("--out", type=Path, help="folder for REPORT.md, runs.csv and the plots (default: first folder)")
     parser.add_argument("--metric", default="Corr", choices=SCORE_NAMES)
@@ -271,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folders, study = read_folders(args.folders)
             improved = load_runs(args.improved) if args.improved else study.iloc[:0]
-            runs = pd.concat([study.assign(part="study"), improved.assign(part="improved")], ignore_index=True)
+            published_runs = [load_runs(args.published).assign(part="published")] if args.published else []
+            runs = pd.concat([study.assign(part="study"), improved.assign(part="improved"), *published_runs],
+                             ignore_index=True)
             out = args.out or folders[0]
             out.mkdir(parents=True, exist_ok=True)
     except (FileNotFoundError, ValueError) as e:

@@ -304,8 +304,9 @@ def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
         seeds = done[done.config == label].groupby("seed")
         n = f"{seeds.ngroups} seed{'s' * (seeds.ngroups != 1)}"
         per_seed = {m: seeds[f"{split}_{m}"].mean() for m in metrics}  # a seed run twice counts once
-        rows.append({"config": label, "measured": f"these runs ({split}, {n})",
-                     **{m: plus_minus(v.mean(), v.std()) for m, v in per_seed.items()}})
+        rows.append({"config": label, "measured": f"these runs ({split}, {n})",  # (n=k): seeds where it is defined
+                     **{m: plus_minus(v.mean(), v.std()) + (f" (n={v.count()})" if v.count() < len(v) else "")
+                        for m, v in per_seed.items()}})
         for r in found.itertuples():
             number = sources.setdefault(r.source, len(sources) + 1)
             conventions.add(r.acc2_convention)

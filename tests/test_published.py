@@ -1,6 +1,7 @@
 """The published results shipped with the package, matched to configurations, and printed beside runs."""
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -106,3 +107,19 @@ def test_no_match_says_so(tmp_path, capsys):
     write_job(tmp_path / "x", {"loss": "l1"}, 1, 0.5)
     write_job(tmp_path / "y", {"loss": "huber"}, 1, 0.5)
     assert "no configuration here re-implements a published model" in published_output(tmp_path, capsys)
+
+
+def test_a_metric_undefined_on_some_seeds_says_on_how_many_it_is_defined(tmp_path, capsys):
+    """EF-LSTM's preset can collapse to one constant prediction (Corr undefined, null in its record):
+    its row's Corr is the mean over the seeds where it is defined, and says so."""
+    ef = {"+preset": "ef_lstm", "encoder": "none", "fusion": "concat_lstm"}
+    for seed, corr in ((1, 0.3), (2, 0.4), (3, 0.5)):
+        write_job(tmp_path / f"e{seed}", ef, seed, corr)
+        write_job(tmp_path / f"b{seed}", {}, seed, 0.6)
+    record = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    record["test"]["Corr"] = None  # constant predictions: NaN, written as null
+    (tmp_path / "e2" / "metrics.json").write_text(json.dumps(record))
+    out = published_output(tmp_path, capsys)
+    row = next(line for line in out.splitlines() if line.startswith("+preset=ef_lstm"))
+    assert "these runs (test, 3 seeds)" in row and "0.4000 ± 0.1414 (n=2)" in row
+    assert "0.7000 ± 0.0000 (n=" not in row  # defined on every seed: no count
