@@ -77,7 +77,7 @@ def scores(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
             for target, points in result[name].items():
                 curve = np.array([number(point, metric) for point in points])
                 rows.append({"config": run.config, "seed": run.seed, "perturbation": name, "target": target,
-                             "value": float(np.trapezoid(curve, result["levels"])),
+                             "value": number(result["relative"][name][target], metric),  # the pass's own area
                              "change": float(np.sum(curve - curve[0])), "curve": curve})
         clean = number(result["clean"], metric)
         for target, values in result["missing"].items():

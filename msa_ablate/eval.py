@@ -112,8 +112,7 @@ def evaluate_run(folder: Path, split: str = "test", data_overrides: Mapping[str,
 
 def robustness_settings() -> dict:
     """conf/eval/robustness.yaml's settings: what ``+eval=robustness`` gives a training run."""
-    return {k: v for k, v in OmegaConf.to_container(OmegaConf.load(CONF / "eval" / "robustness.yaml")).items()
-            if not k.startswith("_")}
+    return OmegaConf.to_container(OmegaConf.load(CONF / "eval" / "robustness.yaml"))
 
 
 def robustness_run(folder: Path, data_overrides: Mapping[str, object] | None = None,
