@@ -149,3 +149,16 @@ def test_each_member_of_a_seed_pack_gets_its_robustness_pass(tmp_path):
     results = [json.loads((tmp_path / f"seed_{r['seed']}" / "robustness.json").read_text()) for r in records]
     assert [set(r["missing"]) for r in results] == [{"text", "audio", "all"}] * 2  # the model's modalities
     assert results[0]["noise"]["text"] != results[1]["noise"]["text"]
+
+
+def test_the_evaluators_robustness_pass_is_the_one_training_runs(tmp_path, capsys):
+    """`python -m msa_ablate.eval RUN robustness=true` on a finished run writes what `+eval=robustness`
+    writes after training (conf/eval/robustness.yaml's settings, the same draws)."""
+    run_tiny(tmp_path / "a", *FAST, "+eval=robustness")
+    run_tiny(tmp_path / "b", *FAST)
+    code, out, _ = evaluate(tmp_path / "b", "robustness=true", capsys=capsys)
+    assert code == 0 and "area under Corr with noise" in out
+    after, later = (json.loads((tmp_path / f / "robustness.json").read_text()) for f in ("a", "b"))
+    for result in (after, later):
+        result.pop("seconds")
+    assert later == after
