@@ -24,6 +24,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from msa_ablate import records
+from msa_ablate.data.fingerprint import fingerprint
+from msa_ablate.errors import DataError
 from msa_ablate.metrics import SCORE_NAMES
 from msa_ablate.robustness import FILE as ROBUSTNESS
 
@@ -138,8 +140,9 @@ def read_run(folder: Path) -> dict:
             record = {**_legacy(folder, record), **{k: v for k, v in record.items() if v is not None}}
         except ValueError as e:
             record = {**record, "status": "failed", "reason": str(e)}
-    data = (record.get("data") or {}).get("fingerprint") or {"source": (record.get("data") or {}).get("source")}
     config = record.get("config")
+    data = ((record.get("data") or {}).get("fingerprint") or _planned_data(config)
+            or {"source": (record.get("data") or {}).get("source")})
     row["configuration"] = records.identity({**config, "seed": None}, data) if config else f"unknown:{folder}"
     row["settings"] = records.identity({**config, "seed": None}, {}) if config else row["configuration"]
     row["changes"] = record.get("changes") or {}
@@ -163,6 +166,15 @@ def read_run(folder: Path) -> dict:
     return row
 
 
+def _planned_data(config: dict | None) -> dict | None:
+    """The fingerprint of the data a run without a record of it (still running, or killed before
+    its record) reads: its config's, as the run takes it; None where it cannot be had here."""
+    try:
+        return fingerprint(config["data"])
+    except (DataError, ImportError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _robustness(folder: Path) -> dict:
     """The run's robustness.json ({} where it has none; where it cannot be read, ``error`` says why)."""
     file = folder / ROBUSTNESS
@@ -181,7 +193,7 @@ def load_runs(folders: Iterable[str | Path]) -> pd.DataFrame:
     if not runs:
         raise FileNotFoundError(f"no run folders (with .hydra/ or metrics.json) under {[str(f) for f in folders]}")
     table = pd.DataFrame([read_run(run) for run in runs])
-    # A run with no record of its data (killed, or stopped before it read it) belongs to the one
+    # A run with no record of its data and a file not here to fingerprint belongs to the one
     # configuration of its settings that has, where there is one.
     known = table[table.data != "unknown"].drop_duplicates("configuration")
     only = known.drop_duplicates("settings", keep=False).set_index("settings")

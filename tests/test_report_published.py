@@ -201,3 +201,15 @@ def test_sweeps_on_two_draws_of_the_data_each_have_their_table_paired_with_their
         assert list(rows) == ["baseline", "tfn"] and rows["tfn"]["Δ Corr [95% CI]"].startswith("+0.1200 [")
     draw_2 = [0.62, 0.64]  # 0.5 + 0.1 + seed / 50
     assert first_table(second)["baseline"]["Corr"] == f"{np.mean(draw_2):.4f} ± {np.std(draw_2, ddof=1):.4f}"
+
+
+def test_a_preset_whose_runs_are_all_still_running_has_its_row_on_the_sweeps_data(published_sweep, tmp_path):
+    """Mid-sweep: no run of MFN has its record yet; its row says so, beside the others, on their data."""
+    for seed in (1, 2):
+        write_job(published_sweep / f"3-mfn-{seed}", {"+preset": "mfn", "fusion": "mfn"}, seed, status=None)
+    assert report_main([str(published_sweep), "--published", str(published_sweep), "--out", str(tmp_path)]) == 0
+    text = section(tmp_path / "REPORT.md")
+    assert "\n### " not in text and "unknown" not in text  # one data, so no heading per data
+    rows = first_table(text)
+    assert list(rows) == ["baseline", "tfn", "ef_lstm", "mult", "mfn"]
+    assert rows["mfn"]["n"] == "0 (+2 not completed)" and rows["mfn"]["Corr"] == "-"
