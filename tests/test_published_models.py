@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.models.fusions import ConcatFusion, LowRankFusion, TensorFusion
-from msa_ablate.models.mult import MulTFusion, MulTTransformer, blocked_keys
+from msa_ablate.models.mult import MulTFusion, MulTTransformer, blocked_keys, position_table
 from tests.conftest import compose_config, run_tiny
 from tests.test_presets import dry_run
 
@@ -154,3 +154,12 @@ def test_mult_as_its_code_reads_padding_and_numbers_real_steps_from_the_sequence
     padded = {m: torch.cat([torch.zeros(2, 5, x.shape[-1]), x], 1) for m, x in inputs.items()}
     with torch.no_grad():
         assert not torch.allclose(model(padded), model(inputs))
+
+
+@pytest.mark.parametrize("dim", [2, 3, 4, 30])
+def test_mults_position_codes_are_finite_sines_and_cosines_at_any_width(dim):
+    table = position_table(5, dim)
+    assert table.shape == (6, dim) and torch.isfinite(table).all() and (table[0] == 0).all()
+    half = dim // 2
+    assert torch.allclose(table[1:, :half] ** 2 + table[1:, half:2 * half] ** 2, torch.ones(5, half))
+    assert torch.equal(table[1:, 0], torch.sin(torch.arange(1.0, 6.0)))  # the first frequency is 1

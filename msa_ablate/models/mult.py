@@ -36,7 +36,7 @@ def position_table(steps: int, dim: int) -> torch.Tensor:
     """MulT's (fairseq's, tensor2tensor's) sinusoidal codes: [sin | cos] halves; row 0 is padding's
     (zeros), real steps take rows 1, 2, ..."""
     half = dim // 2
-    freq = torch.exp(torch.arange(half) * -(math.log(10000.0) / (half - 1)))
+    freq = torch.exp(torch.arange(half) * -(math.log(10000.0) / max(half - 1, 1)))  # dim < 4: theirs is NaN
     angles = torch.arange(steps + 1)[:, None] * freq[None]
     table = torch.cat([torch.sin(angles), torch.cos(angles), torch.zeros(steps + 1, dim % 2)], dim=1)
     table[0] = 0
