@@ -13,6 +13,8 @@ config read Hydra's ``.hydra/config.yaml`` instead, and are labelled by their jo
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import shlex
@@ -112,13 +114,28 @@ def _legacy(folder: Path, record: dict) -> dict:
 
 
 def data_label(data: dict, config: dict) -> str:
-    """Which data, in a few words: a file's name and digest, or a generator's name, version and parameters."""
+    """Which data, in a few words: a file's name and digest, or a generator's name, version, seed and
+    the parameters it is not called with by default (so a config that names more of them reads alike)."""
     if data.get("sha256"):
         return f"{Path(data['file']).name} sha256 {data['sha256'][:12]}"
     if data.get("generator"):
-        params = " ".join(f"{k}={v}" for k, v in config.items() if k != "_target_")
+        defaults = _defaults(data["generator"])
+        params = " ".join(f"{k}={v}" for k, v in config.items()
+                          if k == "seed" or k != "_target_" and not (k in defaults and defaults[k] == v))
         return f"{data['generator'].rpartition('.')[2]} v{data['version']} {params}".strip()
     return str(data.get("source") or "unknown")
+
+
+def _defaults(target: str) -> dict:
+    """The default arguments of the function ``target`` names ({} where it cannot be imported here);
+    a tuple default compares equal to the list a YAML config holds."""
+    module, _, name = target.rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    return {k: list(p.default) if isinstance(p.default, tuple) else p.default
+            for k, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
 
 
 def read_run(folder: Path) -> dict:

@@ -294,8 +294,10 @@ def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
     rows, sources, data, conventions = [], {}, [], set()
     for label, group in runs.groupby("config", sort=False):
         run = group.iloc[0]
-        # What it changes from the default config, its data aside: a preset every run shares is not in its label
-        changes = describe({k: v for k, v in run.changes.items() if k.lstrip("+").split(".")[0] != "data"})
+        # What it changes from the default config, its data and device aside: a preset every run shares is not in
+        # its label, and the baseline run with trainer.device=cpu is still the handout's model
+        changes = describe({k: v for k, v in run.changes.items()
+                            if k.lstrip("+").split(".")[0] != "data" and k != "trainer.device"})
         found = matches(changes or BASELINE, dataset_of(run.data, run.choices.get("data"), run.get("metrics", "mosi")),
                         table)
         if found.empty:

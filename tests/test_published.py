@@ -75,6 +75,16 @@ def test_published_numbers_beside_the_runs_on_synthetic_data(tmp_path, capsys):
     assert "| +preset=mult" in written and "these runs on synthetic data" in written
 
 
+def test_runs_that_only_name_their_device_are_still_the_handouts_model(tmp_path, capsys):
+    """A sweep typed with trainer.device=cpu (as docs/results.md's published sweep): its baseline
+    sits beside the handout's numbers, its presets beside theirs."""
+    for seed in (1, 2):
+        write_job(tmp_path / f"b{seed}", {"trainer.device": "cpu"}, seed, 0.5 + seed / 100)
+        write_job(tmp_path / f"m{seed}", {**MULT, "trainer.device": "cpu"}, seed, 0.6 + seed / 100)
+    out = published_output(tmp_path, capsys)
+    assert "LSTM baseline (course handout)" in out and "MulT, aligned, GloVe text" in out
+
+
 def test_a_has0_result_sits_in_the_has0_columns(tmp_path, capsys):
     """LMF's paper counts every clip (Has0): its Acc2 and F1 sit beside the runs' Has0 pair, MMSA's beside Non0."""
     for seed in (1, 2):

@@ -149,8 +149,8 @@ def test_a_model_constant_on_every_seed_shows_undefined_and_why_it_has_no_compar
                           "no seed with Corr defined in common with the baseline")
 
 
-def test_the_committed_report_is_unchanged_without_published_runs(tmp_path):
-    """report/runs.csv holds no published part: the committed REPORT.md comes out again, byte for byte."""
+def test_the_committed_report_comes_out_again_from_its_runs_table(tmp_path):
+    """report/runs.csv (the study, question 3 and the published models): REPORT.md again, byte for byte."""
     if not (ROOT / "report" / "runs.csv").exists():
         pytest.skip("no committed report")
     shutil.copy(ROOT / "report" / "runs.csv", tmp_path / "runs.csv")
