@@ -141,12 +141,18 @@ def test_mult_on_aligned_data_ignores_front_padding():
 
 
 def test_mult_as_its_code_reads_padding_and_numbers_real_steps_from_the_sequences_start():
-    """The preset's ``padding=read``: MulT's fairseq positions (real step i of the sequence: row i + 1,
-    padding: zeros), padded steps attended to, so more padding changes the output."""
-    net = MulTTransformer(6, heads=2, layers=1, attention_dropout=0.0, relu_dropout=0.0, residual_dropout=0.0,
-                          embed_dropout=0.0, causal=True, max_len=16, padding="read").eval()
-    x, mask = torch.zeros(1, 4, 6), torch.tensor([[False, True, True, True]])
-    torch.testing.assert_close(net.embed(x, mask)[0], net.position_codes[[0, 2, 3, 4]])
+    """The preset's ``padding=read``: MulT's fairseq positions (step i of the sequence: row i + 1; a step
+    whose first channel is 0, as its code tests for padding: zeros, a frame of zeros inside the clip
+    too), padded steps attended to, so more padding changes the output."""
+    x, mask = torch.zeros(1, 5, 6), torch.tensor([[False, True, True, True, True]])
+    x[0, [1, 2, 4], 0] = 1.0  # step 3: a frame of zeros inside the clip
+    codes = {}
+    for padding in ("read", "mask"):
+        net = MulTTransformer(6, heads=2, layers=1, attention_dropout=0.0, relu_dropout=0.0, residual_dropout=0.0,
+                              embed_dropout=0.0, causal=True, max_len=16, padding=padding).eval()
+        codes[padding] = net.embed(x, mask)[0] - net.scale * x[0]
+    torch.testing.assert_close(codes["read"], net.position_codes[[0, 2, 3, 0, 5]])
+    torch.testing.assert_close(codes["mask"], net.position_codes[[0, 1, 2, 3, 4]])  # the clip's steps, by its mask
     model = model_of("+preset=mult", "modalities=ta", "fusion.layers=1", "fusion.memory_layers=1",
                      dims={"text": 6, "audio": 4})
     mask = torch.arange(8)[None] >= torch.tensor([3, 0])[:, None]

@@ -11,8 +11,10 @@ and the text embedding dropout are the model's branches (``model.input_activatio
 ``model.input_bias=false``, ``model.input_dropout``).
 
 ``padding``: ``read`` does as the official code: every step is attended to, padding included, the
-causal mask and positions count from the sequence's first step, and each memory is read at its last
-step; a clip's output then depends on how much padding it has. ``mask`` (the default of
+causal mask and positions count from the sequence's first step (a step whose first channel is exactly
+0, which that code takes for padding, gets no position code: padding, a frame of zeros inside a clip,
+and at initialisation the memories' padded steps), and each memory is read at its last step; a
+clip's output then depends on how much padding it has. ``mask`` (the default of
 ``fusion=mult``) leaves padded steps out as keys and counts positions and the causal mask from each
 clip's first real step, so that a clip's output does not depend on its padding, front or back.
 """
@@ -101,7 +103,10 @@ class MulTTransformer(nn.Module):
         own on every call)."""
         if x.shape[1] > self.max_len:
             raise ConfigError(f"fusion.max_len={self.max_len}: the data has {x.shape[1]} steps")
-        steps = torch.arange(x.shape[1], device=x.device).expand_as(mask) if self.read_padding else positions(mask)
+        if self.read_padding:  # MulT's code: steps counted from the sequence's start; padding, where channel 0 is 0
+            steps, mask = torch.arange(x.shape[1], device=x.device).expand_as(mask), x[..., 0] != 0
+        else:
+            steps = positions(mask)
         return self.embed_dropout(self.scale * x + self.position_codes[(steps + 1) * mask])
 
     def attended(self, mask: torch.Tensor) -> torch.Tensor:
