@@ -13,6 +13,7 @@ config read Hydra's ``.hydra/config.yaml`` instead, and are labelled by their jo
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -121,11 +122,12 @@ def data_label(data: dict, config: dict) -> str:
     if data.get("generator"):
         defaults = _defaults(data["generator"])
         params = " ".join(f"{k}={v}" for k, v in config.items()
-                          if k == "seed" or k != "_target_" and not (k in defaults and defaults[k] == v))
+                          if k != "_target_" and (k == "seed" or k not in defaults or defaults[k] != v))
         return f"{data['generator'].rpartition('.')[2]} v{data['version']} {params}".strip()
     return str(data.get("source") or "unknown")
 
 
+@functools.cache  # once per generator, not once per run
 def _defaults(target: str) -> dict:
     """The default arguments of the function ``target`` names ({} where it cannot be imported here);
     a tuple default compares equal to the list a YAML config holds."""

@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     graphed = ["graph", "pack_graph"]
     # On CUDA a pack without graphs is launch-bound (docs/benchmarks.md): timed only when asked for
-    paths = (args.paths.split(",") if args.paths else ["reference", "run", "pack", "serial"] if device.type != "cuda"
-             else ["reference", "run", "serial", *graphed])
+    default = (["reference", "run", "serial", *graphed] if device.type == "cuda"
+               else ["reference", "run", "pack", "serial"])
+    paths = args.paths.split(",") if args.paths else default
     unknown = set(paths) - {"reference", "run", "pack", "serial", *graphed}
     if unknown or args.epochs <= 0 or args.seeds <= 0:
         parser.error(f"--paths {sorted(unknown)} unknown" if unknown else "--epochs and --seeds must be positive")
