@@ -27,6 +27,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from msa_ablate import records
+from msa_ablate.config import NOT_COMPUTED
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import DataError
 from msa_ablate.metrics import SCORE_NAMES
@@ -105,7 +106,7 @@ def _legacy(folder: Path, record: dict) -> dict:
     changes = {}
     for item in _hydra_record(folder, "overrides.yaml") or []:  # as typed: all such a record can say
         key, _, value = item.lstrip("~").partition("=")
-        if not key.startswith("hydra") and key.lstrip("+") not in (*records.NOT_A_CHANGE, *records.LAUNCH_GROUPS):
+        if not key.startswith("hydra") and key.lstrip("+") not in ("seed", *NOT_COMPUTED):
             changes[key] = yaml.safe_load(value) if value else value
     seed = record.get("seed", config.get("seed") if isinstance(config, dict) else None)
     if folder.name.startswith("seed_") and folder.name[5:].isdigit():  # a pack member

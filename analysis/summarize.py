@@ -35,6 +35,7 @@ from analysis.robustness import robustness_table, usable
 from analysis.runs import duplicates, load_runs, newest_sweep, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS, ALPHA, TOO_FEW_FOR_WILCOXON, WILCOXON_MIN_PAIRS, paired
 from analysis.stats import adjust as adjusted
+from msa_ablate.config import WHERE_IT_RUNS
 from msa_ablate.metrics import LOWER_IS_BETTER, SCORE_NAMES
 
 # The columns shown: the handout's metrics for MOSI-like labels, MMSA's for CH-SIMS-like ones
@@ -297,7 +298,7 @@ def beside_published(runs: pd.DataFrame, split: str, fmt: str) -> str:
         # What it changes from the default config, its data and device aside: a preset every run shares is not in
         # its label, and the baseline run with trainer.device=cpu is still the handout's model
         changes = describe({k: v for k, v in run.changes.items()
-                            if k.lstrip("+").split(".")[0] != "data" and k != "trainer.device"})
+                            if k.lstrip("+").split(".")[0] != "data" and k not in WHERE_IT_RUNS})
         found = matches(changes or BASELINE, dataset_of(run.data, run.choices.get("data"), run.get("metrics", "mosi")),
                         table)
         if found.empty:

@@ -66,6 +66,15 @@ class PickleDataConfig:
     expect: Any = None  # what a real file of the dataset holds: split sizes, the dims of its known layouts
 
 
+# Settings that say how a run is launched, kept or shown, not what it computes (config groups and
+# keys alike; ``eval`` is both): left out of a run's identity, of the changes its record lists, and
+# of its job folder's name. The one list: records.py, the sweeper and the analysis derive from it.
+NOT_COMPUTED = ("experiment", "hparams_search", "eval", "resume", "seeds", "trainer.keep_checkpoint",
+                "trainer.log_graph", "trainer.progress_every")
+# Where a run computes: results can differ by float rounding, so it stays in the run's identity, but
+# a configuration run elsewhere is the same model and recipe (matched so beside published numbers).
+WHERE_IT_RUNS = ("trainer.device",)
+
 PACKS_IN_STEP = ("trainer.pack_seeds=true trains its seeds in step, so it cannot stop one early or lower one's "
                  "learning rate apart: set trainer.patience=null and a scheduler other than plateau")
 

@@ -21,19 +21,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import msa_ablate
+from msa_ablate.config import NOT_COMPUTED
 from msa_ablate.files import write_atomic
 
 FILE = "metrics.json"
-# Settings that change how a run is kept or shown, not what it computes. `seeds` lists a pack's
-# members (each member's own `seed` is in its identity); `data.path` is where the data is, and
-# the data's content is in the identity through its fingerprint.
-NOT_IN_IDENTITY = ("resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every",
-                   "data.path", "eval")
-# Config groups that say how a run was launched or evaluated after, not what it computes.
-LAUNCH_GROUPS = ("experiment", "hparams_search", "eval")
-# What a configuration is not: its runs differ in the seed, and in how they are kept.
-NOT_A_CHANGE = ("seed", "resume", "seeds", "trainer.keep_checkpoint", "trainer.log_graph", "trainer.progress_every",
-                "eval")
+# What a run's identity leaves out: what it computes nothing from, and where the data is (the
+# data's content is in the identity through its fingerprint).
+NOT_IN_IDENTITY = (*NOT_COMPUTED, "data.path")
 # What a run leaves in its folder
 OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv", "robustness*.json",
            "eval_*")
@@ -77,9 +71,9 @@ def changes(config: Mapping, choices: Mapping, default: Mapping, default_choices
     outside those groups' own nodes and outside the model's copies of the groups (``model.encoder``
     is ``${encoder}``). The seed, and what changes nothing a run computes, are left out."""
     groups = {group if group in default_choices else f"+{group}": option for group, option in choices.items()
-              if group not in LAUNCH_GROUPS and default_choices.get(group) != option}
+              if group not in NOT_COMPUTED and default_choices.get(group) != option}
     out = dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("+"), item[0])))
-    skip = {g.lstrip("+") for g in out} | {f"model.{g}" for g in choices} | set(NOT_A_CHANGE)
+    skip = {g.lstrip("+") for g in out} | {f"model.{g}" for g in choices} | {"seed", *NOT_COMPUTED}
     flat, base = flatten(config), flatten(default)
     for key in sorted(set(flat) | set(base)):
         if any(key == s or key.startswith(f"{s}.") for s in skip):

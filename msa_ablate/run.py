@@ -24,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from msa_ablate import records
-from msa_ablate.config import check_for_data
+from msa_ablate.config import NOT_COMPUTED, check_for_data
 from msa_ablate.data import MSAData, Split
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError
@@ -161,7 +161,7 @@ def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: t
     if cfg.trainer.log_graph:
         valid = data.splits["valid"]
         log_graph(writer, model, valid.inputs(torch.arange(2, device=valid.labels.device)))
-    choices = {k: v for k, v in record["choices"].items() if k not in (*records.LAUNCH_GROUPS, "trainer")}
+    choices = {k: v for k, v in record["choices"].items() if k not in (*NOT_COMPUTED, "trainer")}
     known = {**choices, "seed": cfg.seed, **records.flatten(record["config"])}
     params = {k: known.get(k) for k in record.get("varied", [])}
     params.update({**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}})

@@ -23,6 +23,21 @@ from tests.conftest import ROOT, TINY, main, run_tiny
 FAST = [*TINY, "trainer.log_graph=false"]
 
 
+
+def test_what_computes_nothing_is_declared_once_and_named_nowhere():
+    """NOT_COMPUTED leaves a setting out of the identity, the record's changes and the job folder's
+    name alike: `+eval=robustness` on a finished sweep adds the pass in the same folders."""
+    from hydra_plugins.msa_ablate_sweeper.sweeper import folder_name
+    from msa_ablate.config import NOT_COMPUTED
+
+    assert folder_name(["encoder=gru", "seed=1", "+eval=robustness", "resume=false", "+experiment=encoder",
+                        "trainer.log_graph=false"]) == "encoder=gru,seed=1"
+    assert set(NOT_COMPUTED) - {"experiment", "hparams_search"} <= {*records.NOT_IN_IDENTITY}
+    config = {"seed": 1, "eval": {"robustness": {"seed": 0}}, "resume": True, "trainer": {"log_graph": False}}
+    default = {"seed": 2, "resume": False, "trainer": {"log_graph": True}}
+    assert records.changes(config, {"eval": "robustness"}, default, {}) == {}
+    assert records.identity(config, {}) == records.identity({**default, "seed": 1}, {})
+
 def test_a_record_says_what_ran_on_which_data_with_which_code(tmp_path):
     record = run_tiny(tmp_path / "a", *FAST, "seed=5")
     assert re.fullmatch(r"[0-9a-f]{16}", record["identity"])

@@ -28,6 +28,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from msa_ablate.config import NOT_COMPUTED
 from msa_ablate.progress import duration
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,11 @@ class StudySweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="msa_ablate", node=StudySweeperConf, provider="msa_ablate")
 
 
-# Overrides that say how a job is launched or kept, not what it is: left out of its folder's name.
-NOT_IN_FOLDER_NAME = ("experiment", "hparams_search", "resume", "seeds", "trainer.log_graph", "trainer.keep_checkpoint",
-                      "trainer.progress_every")
-
-
 def folder_name(job: List[str]) -> str:
     """The job's own overrides, sorted, as one folder name: ``encoder=gru,seed=1`` (``defaults``
     for none); characters a path or Hydra would read otherwise are %-escaped, and a name over
     120 characters is cut, with a digest of the whole."""
-    kept = sorted(o for o in job if o.split("=")[0].lstrip("+~") not in NOT_IN_FOLDER_NAME)
+    kept = sorted(o for o in job if o.split("=")[0].lstrip("+~") not in NOT_COMPUTED)
     name = quote(",".join(kept), safe="=,._-+~:[]{}@") or "defaults"
     return name if len(name) <= 120 else f"{name[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
