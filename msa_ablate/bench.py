@@ -7,7 +7,7 @@ model and recipe (batch 16, Adam 1e-3, cosine per step):
   tensors, a DataLoader, eager steps), from the trainer's initial weights and in its batch
   order, so that it trains the same model the same way: the yardstick of speed and of results;
 - ``run``: the project's trainer, one seed (data held on the device, batches by index);
-- ``pack``: K seeds trained together as a seed pack (one stacked model, msa_ablate.packs);
+- ``pack``: K seeds trained together as a seed pack (one stacked model, msa_ablate.members);
 - ``serial``: the same K seeds through the trainer one after another, in one process;
 - ``graph`` and ``pack_graph`` (CUDA only): ``run`` and ``pack`` with every training step
   replayed from a CUDA graph (``trainer.cuda_graph=true``, msa_ablate.cuda_graphs). On CUDA
@@ -49,8 +49,8 @@ from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data import Split
 from msa_ablate.data.pickles import load_pickle
 from msa_ablate.data.synthetic import DIMS, STEPS, synthetic_arrays
-from msa_ablate.packs import fit_pack
 from msa_ablate.run import resolve_device
+from msa_ablate.members import OneModel
 from msa_ablate.train import fit, seed_everything, train_step
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -101,9 +101,7 @@ def project(path: Path, device: torch.device, epochs: int, seeds: list[int],
     data = load_pickle(str(path)).to(device)
     models = [baseline_model(data.dims, seed).to(device) for seed in seeds]
     recipe, callbacks = TrainerConfig(epochs=epochs), [CudaGraph()] if cuda_graph else []
-    if len(seeds) == 1:
-        return [fit(models[0], data, torch.nn.MSELoss(), recipe, seed=seeds[0], callbacks=callbacks).test]
-    return [r.test for r in fit_pack(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, callbacks=callbacks)]
+    return [r.test for r in fit(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, callbacks=callbacks)]
 
 
 def timed(device: torch.device, work: Callable[[], list[dict[str, float]]]) -> tuple[float, list[dict], float]:
@@ -133,7 +131,7 @@ def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[di
     features = {m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}
     batch = Split(features, {m: torch.ones(16, STEPS, dtype=torch.bool, device=device) for m in DIMS},
                   torch.randn(16, device=device), (-3.0, 3.0))
-    step, idx = train_step(model, batch, torch.nn.MSELoss(), optimizer), torch.arange(16, device=device)
+    step, idx = train_step(OneModel(model), batch, torch.nn.MSELoss(), [optimizer]), torch.arange(16, device=device)[None]
     model.train()
 
     for _ in range(3):  # warm-up: first-call allocations and kernel selection

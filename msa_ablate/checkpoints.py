@@ -17,6 +17,7 @@ from msa_ablate.files import write_atomic
 from msa_ablate.train import Callback, Training
 
 log = logging.getLogger(__name__)
+FORMAT = 2  # what Training.state_dict holds: 2, a list per member (1: a plain run's and a pack's apart)
 
 
 def rng_states(device: torch.device) -> dict:
@@ -35,7 +36,7 @@ def set_rng_states(states: dict, device: torch.device) -> None:
 
 
 def device_of(training: Training) -> torch.device:
-    return next(iter(training.model.parameters())).device
+    return training.members.parameters(0)[0].device
 
 
 def peek(path: Path) -> dict | None:
@@ -48,6 +49,8 @@ def peek(path: Path) -> dict | None:
         missing = {"key", "epoch", "training", "rng"} - set(payload if isinstance(payload, dict) else ())
         if missing:
             raise ValueError(f"no {', '.join(sorted(missing))}")
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"written by another version of msa_ablate (format {payload.get('format', 1)})")
     except Exception as e:  # a truncated or foreign file can fail in many ways; each means "not resumable"
         detail = " ".join(f"{type(e).__name__}: {e}".split())[:200]
         log.warning("%s: unreadable checkpoint (%s); it is moved aside and the run starts afresh", path, detail)
@@ -71,6 +74,6 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, training: Training) -> None:
         """Atomic, so a kill mid-write leaves the previous checkpoint intact."""
-        payload = {"key": self.key, "epoch": training.epoch, "training": training.state_dict(),
+        payload = {"format": FORMAT, "key": self.key, "epoch": training.epoch, "training": training.state_dict(),
                    "rng": rng_states(device_of(training))}
         write_atomic(self.path, lambda f: torch.save(payload, f))

@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.utils import get_method
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
 from msa_ablate.metrics import METRIC_SETS, SCORE_NAMES, metric_set
-from msa_ablate.optim import plateau
 
 
 @dataclass
@@ -75,9 +73,6 @@ NOT_COMPUTED = ("experiment", "hparams_search", "eval", "resume", "seeds", "trai
 # a configuration run elsewhere is the same model and recipe (matched so beside published numbers).
 WHERE_IT_RUNS = ("trainer.device",)
 
-PACKS_IN_STEP = ("trainer.pack_seeds=true trains its seeds in step, so it cannot stop one early or lower one's "
-                 "learning rate apart: set trainer.patience=null and a scheduler other than plateau")
-
 store = ConfigStore.instance()
 store.store(group="schema", name="trainer", node=TrainerConfig)
 store.store(group="schema", name="synthetic", node=SyntheticDataConfig)
@@ -103,8 +98,6 @@ def check_settings(cfg: DictConfig) -> None:
         positive_number("trainer.grad_clip", t.grad_clip)
     if t.patience is not None:
         positive_int("trainer.patience", t.patience)
-    if t.pack_seeds and (t.patience is not None or get_method(cfg.scheduler._target_) is plateau):
-        raise ConfigError(PACKS_IN_STEP)
     one_of("trainer.select_metric", t.select_metric, SCORE_NAMES)
     if not is_seed(cfg.seed):
         raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")

@@ -25,10 +25,9 @@ from msa_ablate.cuda_graphs import CudaGraph
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.eval import robustness_run
-from msa_ablate.packs import train_pack
 from msa_ablate.progress import ShowProgress
 from msa_ablate.robustness import FILE as ROBUSTNESS
-from msa_ablate.run import resolve_device, train_run
+from msa_ablate.run import resolve_device, train_runs
 from msa_ablate.train import TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -159,6 +158,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
              "changes": records.changes(records.resolved(member), choices, *base) if base else None,
              **({"varied": list(varied)} if varied else {}),
              "data": {"fingerprint": data}} for member, _, run_id in todo]
+    # In this order: the checkpoint loads before the optimisers become graph-capturable, and the
+    # progress display counts the graphed step (each callback wraps the step of those before it).
     callbacks = [Checkpoint(checkpoint, key, saved), *([CudaGraph()] if cfg.trainer.cuda_graph else []),
                  ShowProgress(output_dir.name, bar, cfg.trainer.progress_every)]
     try:
@@ -166,10 +167,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
             device = resolve_device(cfg.trainer.device, job_num)
             for record in recs:
                 record["provenance"] = records.provenance(device)
-            if cfg.trainer.pack_seeds:
-                train_pack([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
-            else:
-                train_run(cfg, output_dir, device, recs[0], callbacks)
+            train_runs([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
         if not cfg.trainer.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, SIGTERM, or a preemption (submitit exits):

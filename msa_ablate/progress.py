@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from msa_ablate.train import Callback, Training
+from msa_ablate.train import Callback, Step, Training
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,12 @@ class ShowProgress(Callback):
 
     def __init__(self, name: str, bar: bool, every: float) -> None:
         self.name, self.bar, self.every = name, bar, every
+        self.tqdm = self.redirect = None
 
-    def on_fit_start(self, training: Training) -> None:
+    def wrap_step(self, step: Step, training: Training) -> Step:
         total, done = training.epochs * training.steps_per_epoch, training.epoch * training.steps_per_epoch
         if total == done:
-            return
+            return step
         start = last = time.perf_counter()
         resumed_at = done  # steps a checkpoint had done: not timed here
         if self.bar:
@@ -38,14 +39,13 @@ class ShowProgress(Callback):
             self.redirect = logging_redirect_tqdm()  # log lines printed above the bar, not through it
             self.redirect.__enter__()
             self.tqdm = tqdm(total=total, initial=done, desc=self.name, unit="step", dynamic_ncols=True, leave=False)
-        step = training.step
 
         def counted(idx):
             nonlocal done, last
             loss = step(idx)
             done += 1
             now = time.perf_counter()
-            if self.bar:
+            if self.tqdm is not None:
                 self.tqdm.update()
             elif self.every and now - last >= self.every:
                 last = now
@@ -56,9 +56,11 @@ class ShowProgress(Callback):
                          training.steps_per_epoch, duration(now - start), duration(rate * (total - done)))
             return loss
 
-        training.step = counted
+        return counted
 
-    def on_epoch_end(self, training: Training) -> None:
-        if self.bar and training.epoch == training.epochs:
+    def on_fit_end(self, training: Training) -> None:
+        """The bar and the logging redirect close however the fit ended (an early stop, an error, Ctrl-C)."""
+        if self.tqdm is not None:
             self.tqdm.close()
             self.redirect.__exit__(None, None, None)
+            self.tqdm = self.redirect = None

@@ -1,8 +1,8 @@
-"""One run, top to bottom: build data, model and loss from the composed config, fit, write the record.
+"""A job's runs, top to bottom: build data, models and loss from the composed config, fit, write the records.
 
-The plain path of every job. msa_ablate/jobs.py adds what a job needs around it: skipping runs
-already completed, resume, seed packs, and a record whatever happens. Free of Hydra's global
-state, so tests call it on a composed config.
+The plain path of every job (one run, or a seed pack's members). msa_ablate/jobs.py adds what a
+job needs around it: skipping runs already completed, resume, and a record whatever happens. Free
+of Hydra's global state, so tests call it on a composed config.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -103,25 +104,38 @@ def build_recipe(cfg: DictConfig) -> dict[str, Callable]:
             "make_schedule": instantiate(cfg.scheduler)}
 
 
-def train_run(cfg: DictConfig, folder: Path, device: torch.device, record: dict,
-              callbacks: Iterable[Callback] = ()) -> dict:
-    """Trains ``cfg`` into ``folder`` (TensorBoard events) and writes its completed record there:
-    ``record`` (what the job knows of the run: its identity), updated in place, so that a job
-    that fails still has the facts gathered so far."""
+def train_runs(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torch.device, recs: Sequence[dict],
+          callbacks: Iterable[Callback] = ()) -> None:
+    """Trains a job's runs, a config, folder and record each (one run; or a seed pack's members,
+    trained together), into their folders (TensorBoard events, model.pt, predictions.csv) and
+    writes each one's record there, completed or failed (diverged). ``recs`` (what the job knows of
+    the runs: their identity) are updated in place, so that a job that fails still has the facts
+    gathered so far."""
+    cfg = cfgs[0]
     data = load_data(cfg).to(device)
-    model = build_model(cfg, data, record["choices"]).to(device)
-    record["data"].update(data.summary())
-    record.update(device=str(device), n_params=sum(p.numel() for p in model.parameters()), pack_size=1)
-    log.info("%s on %s: %s params, %s", describe(record["choices"]), device, f"{record['n_params']:,}",
-             clips(record["data"]["sizes"]))
-    with SummaryWriter(str(folder)) as writer:
-        result = fit(model, data, build_loss(cfg), cfg.trainer, seed=cfg.seed, writer=writer,
-                     callbacks=callbacks, **build_recipe(cfg))
-        finish_events(writer, cfg, record, model, data, result)
-    record.update(outcome(cfg, result))
-    write_model_and_predictions(folder, cfg, model, data)
-    records.write(folder, record)
-    return record
+    models = [build_model(c, data, recs[0]["choices"]).to(device) for c in cfgs]
+    n_params = sum(p.numel() for p in models[0].parameters())
+    for record in recs:
+        record["data"].update(data.summary())
+        record.update(device=str(device), n_params=n_params, pack_size=len(cfgs))
+    packed = f", seeds {[c.seed for c in cfgs]} packed" if len(cfgs) > 1 else ""
+    log.info("%s on %s: %s params, %s%s", describe(recs[0]["choices"]), device, f"{n_params:,}",
+             clips(recs[0]["data"]["sizes"]), packed)
+    if packed and device.type == "cuda" and not cfg.trainer.cuda_graph:  # measured on an H200: docs/benchmarks.md
+        log.warning("a seed pack on CUDA without trainer.cuda_graph=true is bound by kernel launches (its LSTM cells "
+                    "run step by step): on an H200 it took 2.5x as long as the same seeds one after another")
+    with ExitStack() as stack:
+        writers = [stack.enter_context(SummaryWriter(str(folder))) for folder in folders]
+        results = fit(models, data, build_loss(cfg), cfg.trainer, seeds=[c.seed for c in cfgs], writers=writers,
+                      callbacks=callbacks, **build_recipe(cfg))
+        for c, model, writer, folder, record, result in zip(cfgs, models, writers, folders, recs, results):
+            if result.diverged:  # a pack's member: the others are kept (the job then fails, naming it)
+                record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)
+            else:
+                finish_events(writer, c, record, model, data, result)
+                record.update(outcome(c, result))
+                write_model_and_predictions(folder, c, model, data)
+            records.write(folder, record)
 
 
 def write_model_and_predictions(folder: Path, cfg: DictConfig, model: torch.nn.Module, data: MSAData) -> None:

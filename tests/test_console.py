@@ -1,17 +1,26 @@
 """What a user reads: TensorBoard's names and order, the analysis's choice of sweep, pytest's count."""
 
+import contextlib
 import logging
+import math
 import re
 import subprocess
 import sys
 from types import SimpleNamespace
+
+import pytest
+import torch
+from hydra.utils import instantiate
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from analysis.summarize import main as summarize
 from msa_ablate import progress
-from tests.conftest import ROOT, TINY, cli, main
+from msa_ablate.config import TrainerConfig
+from msa_ablate.data.synthetic import make_synthetic_mosi
+from msa_ablate.train import Callback, TrainingDiverged, fit
+from tests.conftest import ROOT, TINY, cli, compose_config, main
 
 
 def test_tensorboard_lists_runs_by_what_they_are_and_the_swept_setting_first(tmp_path):
@@ -49,7 +58,7 @@ def test_progress_lines_say_how_far_a_run_is_and_how_long_is_left(monkeypatch, c
     clock = iter(range(100))
     monkeypatch.setattr(progress.time, "perf_counter", lambda: float(next(clock)))
     training = SimpleNamespace(epochs=2, steps_per_epoch=3, epoch=0, step=lambda idx: 0.0)
-    progress.ShowProgress("run", bar=False, every=0.5).on_fit_start(training)
+    training.step = progress.ShowProgress("run", bar=False, every=0.5).wrap_step(training.step, training)
     with caplog.at_level(logging.INFO, logger="msa_ablate.progress"):
         for epoch in range(2):
             training.epoch = epoch
@@ -65,3 +74,30 @@ def test_a_run_whose_output_is_no_terminal_prints_plain_progress_lines(tmp_path)
     console = done.stdout + done.stderr
     assert done.returncode == 0 and "\r" not in console
     assert re.search(r"epoch 1/1, step \d+/\d+: \d+s elapsed, about \d+s left", console)
+
+
+class Interrupt(Callback):
+    def on_epoch_end(self, training):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("ending", ["completed", "early_stop", "diverged", "ctrl_c"])
+def test_the_progress_bar_and_its_logging_redirect_close_however_the_fit_ends(ending):
+    """on_fit_end runs in a finally: the bar closes and the console's log handler comes back after an
+    early stop, a divergence or Ctrl-C, as after the last epoch."""
+    data = make_synthetic_mosi(scale=0.05)
+    model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
+    recipe = TrainerConfig(epochs=3, lr=0.0, patience=1 if ending == "early_stop" else None)
+    loss = (lambda p, y: (p - y).pow(2).mean() * math.inf) if ending == "diverged" else torch.nn.MSELoss()
+    bar, console, root = progress.ShowProgress("run", bar=True, every=0), logging.StreamHandler(sys.stderr), \
+        logging.getLogger()
+    root.addHandler(console)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, TrainingDiverged):
+            [result] = fit([model], data, loss, recipe, seeds=[0],
+                           callbacks=[bar, *([Interrupt()] if ending == "ctrl_c" else [])])
+            assert len(result.history) == (2 if ending == "early_stop" else 3)
+        assert console in root.handlers and not any(type(h).__name__ == "_TqdmLoggingHandler" for h in root.handlers)
+        assert bar.tqdm is None
+    finally:
+        root.removeHandler(console)

@@ -11,7 +11,7 @@ from msa_ablate.config import TrainerConfig
 from msa_ablate.cuda_graphs import CudaGraph, rewound
 from msa_ablate.data.synthetic import make_synthetic_mosi
 from msa_ablate.errors import ConfigError
-from msa_ablate.packs import SeedPack, pack_step
+from msa_ablate.members import members_of
 from msa_ablate.train import fit, seed_everything, train_step
 from tests.conftest import compose_config, main
 
@@ -27,32 +27,33 @@ def test_warm_up_steps_inside_rewound_leave_no_trace(seeds):
         models.append(instantiate(compose_config("+preset=improved").model, _partial_=True)(input_dims=data.dims))
     twins = copy.deepcopy(models)
     train = data.splits["train"]
-    shape = (16,) if len(seeds) == 1 else (len(seeds), 16)  # a pack's members each have a batch
+    shape = (len(seeds), 16)  # each member has a batch
     batches = [torch.randint(len(train), shape, generator=torch.Generator().manual_seed(i)) for i in range(3)]
 
     def steps(models, warm_up):
-        model = models[0] if len(models) == 1 else SeedPack(models)
-        model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        step = (train_step if len(models) == 1 else pack_step)(model, train, torch.nn.MSELoss(), optimizer)
+        members = members_of(models)
+        members.train()
+        optimizers = [torch.optim.Adam(members.parameters(k), lr=1e-2) for k in range(members.size)]
+        step = train_step(members, train, torch.nn.MSELoss(), optimizers)
         torch.manual_seed(0)
         if warm_up:
-            with rewound(model, optimizer, torch.device("cpu")):
+            with rewound(members, optimizers, torch.device("cpu")):
                 for idx in batches:
                     step(idx)
-        return torch.stack([step(idx) for idx in batches]), model.state_dict()
+        return torch.stack([step(idx) for idx in batches]), [members.member_state(k) for k in range(members.size)]
 
-    (warmed, warmed_state), (plain, plain_state) = steps(models, True), steps(twins, False)
+    (warmed, warmed_states), (plain, plain_states) = steps(models, True), steps(twins, False)
     assert torch.equal(warmed, plain)
-    for name, t in plain_state.items():
-        assert torch.equal(warmed_state[name], t), name
+    for warmed_state, plain_state in zip(warmed_states, plain_states, strict=True):
+        for name, t in plain_state.items():
+            assert torch.equal(warmed_state[name], t), name
 
 
 def test_cuda_graph_needs_a_cuda_device():
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs a CUDA device; this run's is cpu"):
-        fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seed=1, callbacks=[CudaGraph()])
+        fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seeds=[1], callbacks=[CudaGraph()])
 
 
 def test_cuda_graph_on_cpu_is_a_one_line_error(tmp_path):
@@ -68,4 +69,4 @@ def test_cuda_graph_needs_a_torch_whose_scheduler_updates_a_tensor_lr_in_place(m
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(ConfigError, match=r"trainer.cuda_graph=true needs torch>=2.10; this is 2.9.1\+cu128"):
-        fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seed=1, callbacks=[CudaGraph()])
+        fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=1), seeds=[1], callbacks=[CudaGraph()])

@@ -1,6 +1,7 @@
 """Seed packs: members equal their seed trained alone; every option packs; sweeps see one run per seed."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -10,7 +11,9 @@ from torch import nn
 from analysis.runs import load_runs
 from msa_ablate.config import TrainerConfig
 from msa_ablate.data.synthetic import make_synthetic_mosi
-from msa_ablate.packs import SeedPack, fit_pack, unrolled
+from msa_ablate.members import SeedPack
+from msa_ablate.models.unrolled import unrolled
+from msa_ablate.optim import cosine, plateau
 from msa_ablate.train import TrainingDiverged, fit, seed_everything
 from tests.conftest import ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
 from tests.test_options import options
@@ -44,34 +47,46 @@ def test_an_unrolled_lstm_cell_computes_what_nn_lstm_cell_computes():
         torch.testing.assert_close(mine, ref)
 
 
-def train_members(seeds, data, epochs=2):
+def train_members(seeds, data, epochs=2, make_schedule=cosine, **recipe):
+    """Trained together (a seed pack), or alone where ``seeds`` is one seed."""
     models, recorders = [], [ScalarRecorder() for _ in seeds]
     for seed in seeds:
         seed_everything(seed)
         models.append(instantiate(compose_config().model, _partial_=True)(input_dims=data.dims))
-    recipe = TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3)
-    if len(seeds) == 1:  # the plain trainer
-        return [fit(models[0], data, torch.nn.MSELoss(), recipe, seed=seeds[0], writer=recorders[0])], recorders, models
-    results = fit_pack(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, writers=recorders)
+    recipe = TrainerConfig(**{"epochs": epochs, "batch_size": 16, "lr": 1e-3, **recipe})
+    results = fit(models, data, torch.nn.MSELoss(), recipe, seeds=seeds, writers=recorders,
+                  make_schedule=make_schedule)
     return results, recorders, models
 
 
-def test_a_packed_member_equals_its_seed_trained_alone():
+RECIPES = {"handout": {}, "early_stopping": {"epochs": 6, "patience": 1},
+           "plateau": {"epochs": 6, "make_schedule": partial(plateau, factor=0.5, patience=1)}}
+
+
+@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES)
+def test_a_packed_member_equals_its_seed_trained_alone(recipe):
     """Same initialisation, same batch order, same updates (Adam is elementwise, the members
-    share no parameter): only float rounding may differ. The baseline has no active dropout."""
+    share no parameter; each has its own optimiser, schedule and early stop): only float rounding
+    may differ. The baseline has no active dropout."""
     data = make_synthetic_mosi(scale=0.1)
-    packed, packed_steps, packed_models = train_members([3, 7, 11], data)
+    packed, packed_steps, packed_models = train_members([3, 7, 11], data, **recipe)
     for k, seed in enumerate([3, 7, 11]):
-        [alone], [alone_steps], [alone_model] = train_members([seed], data)
+        [alone], [alone_steps], [alone_model] = train_members([seed], data, **recipe)
         # the first steps' losses, then the whole run's
         assert packed_steps[k].values("loss/train_step") == pytest.approx(alone_steps.values("loss/train_step"),
                                                                           rel=1e-4)
+        assert packed_steps[k].values("lr") == pytest.approx(alone_steps.values("lr"), rel=1e-6)
+        assert len(packed[k].history) == len(alone.history)
         assert packed[k].best_epoch == alone.best_epoch
         assert packed[k].valid == pytest.approx(alone.valid, rel=1e-4, abs=1e-5)
         assert packed[k].test == pytest.approx(alone.test, rel=1e-4, abs=1e-5)
         for (name, p), q in zip(packed_models[k].state_dict().items(), alone_model.state_dict().values()):
             torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-5, msg=name)  # the best state came back
     assert packed[0].test != packed[1].test  # and the members are different runs
+    if "patience" in recipe:  # the recipe acted: some member stopped early, and not all at once
+        assert len({len(r.history) for r in packed}) > 1 and min(len(r.history) for r in packed) < recipe["epochs"]
+    if "make_schedule" in recipe:  # some member's learning rate was lowered on its own
+        assert len({min(s.values("lr")) for s in packed_steps}) > 1
 
 
 @pytest.mark.parametrize("option", [
@@ -146,11 +161,11 @@ def test_bad_seed_lists_are_refused(tmp_path, seeds):
 
 
 def poisoned(k: int):
-    """fit_pack, with member k's output bias NaN: its loss is non-finite from the first step."""
+    """fit, with member k's output bias NaN: its loss is non-finite from the first step."""
     def fit_with_a_nan_member(models, *args, **kwargs):
         with torch.no_grad():
             models[k].head.fc.bias.fill_(float("nan"))
-        return fit_pack(models, *args, **kwargs)
+        return fit(models, *args, **kwargs)
     return fit_with_a_nan_member
 
 
@@ -169,15 +184,15 @@ def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
 
 
 def test_a_job_with_a_diverged_member_fails_keeps_the_others_and_retrains_only_it(tmp_path, monkeypatch):
-    import msa_ablate.packs
-    monkeypatch.setattr(msa_ablate.packs, "fit_pack", poisoned(1))
+    import msa_ablate.run
+    monkeypatch.setattr(msa_ablate.run, "fit", poisoned(1))
     with pytest.raises(TrainingDiverged, match="seed 2: non-finite training loss at epoch 1, step 1"):
         run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
     first = json.loads((tmp_path / "seed_1" / "metrics.json").read_text())
     failed = json.loads((tmp_path / "seed_2" / "metrics.json").read_text())
     assert first["status"] == "completed" and first["test"]
     assert failed["status"] == "failed" and failed["reason"].startswith("TrainingDiverged: non-finite")
-    monkeypatch.setattr(msa_ablate.packs, "fit_pack", fit_pack)  # relaunched, nothing poisoned
+    monkeypatch.setattr(msa_ablate.run, "fit", fit)  # relaunched, nothing poisoned
     records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
     assert records[0] == first and records[1]["status"] == "completed" and records[1]["pack_size"] == 1
 
@@ -186,5 +201,4 @@ def test_a_pack_whose_members_all_diverge_fails():
     data = make_synthetic_mosi(scale=0.05)
     models = [instantiate(compose_config().model, _partial_=True)(input_dims=data.dims) for _ in range(2)]
     with pytest.raises(TrainingDiverged, match="seed 1: .*epoch 1, step 1; seed 2: .*epoch 1, step 1"):
-        fit_pack(models, data, lambda p, y: (p - y).pow(2).mean() * float("inf"), TrainerConfig(epochs=2),
-                 seeds=[1, 2])
+        fit(models, data, lambda p, y: (p - y).pow(2).mean() * float("inf"), TrainerConfig(epochs=2), seeds=[1, 2])

@@ -11,7 +11,7 @@ from msa_ablate.config import TrainerConfig, check_settings
 from msa_ablate.data.synthetic import make_synthetic_mosi
 from msa_ablate.errors import ConfigError
 from msa_ablate.optim import adam, adamw, constant, plateau
-from msa_ablate.packs import clip_members
+from msa_ablate.members import OneModel, SeedPack
 from msa_ablate.run import build_recipe
 from msa_ablate.train import end_epoch, fit, run_epoch, train_step
 from tests.conftest import compose_config, run_tiny
@@ -31,8 +31,8 @@ def new_model(data):
 
 def test_the_default_config_is_the_trainers_default_recipe(data):
     """conf/optimizer/adam.yaml and conf/scheduler/cosine.yaml: Adam and cosine per batch, as before."""
-    made = fit(new_model(data), data, torch.nn.MSELoss(), RECIPE, seed=1, **build_recipe(compose_config()))
-    plain = fit(new_model(data), data, torch.nn.MSELoss(), RECIPE, seed=1)
+    [made] = fit([new_model(data)], data, torch.nn.MSELoss(), RECIPE, seeds=[1], **build_recipe(compose_config()))
+    [plain] = fit([new_model(data)], data, torch.nn.MSELoss(), RECIPE, seeds=[1])
     assert made.history == plain.history and made.test == plain.test
 
 
@@ -51,7 +51,7 @@ def test_plateau_steps_per_epoch_on_the_validation_loss():
     w = torch.nn.Parameter(torch.ones(1))
     optimizer = torch.optim.SGD([w], lr=1.0)
     scheduler = plateau(optimizer, total_steps=100, factor=0.5, patience=1)
-    losses, lrs = run_epoch(lambda idx: (w * 0).sum(), scheduler, [torch.arange(2)] * 3)
+    losses, [lrs] = run_epoch(lambda idx: (w * 0).sum(), [scheduler], [torch.arange(2)] * 3)
     assert lrs == [1.0, 1.0, 1.0]  # nothing within the epoch
     for valid_loss in (1.0, 1.0, 1.0):  # best, then two epochs without improvement: patience 1 is exceeded
         end_epoch(scheduler, {"loss": valid_loss})
@@ -66,35 +66,40 @@ def test_grad_clip_bounds_the_gradient_norm_the_optimiser_sees(data):
     optimizer.register_step_pre_hook(lambda opt, *_: norms.append(float(torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None])))))
     train = data.splits["train"]
-    train_step(model, train, torch.nn.MSELoss(), optimizer)(torch.arange(16))
-    train_step(model, train, torch.nn.MSELoss(), optimizer, grad_clip=1e-3)(torch.arange(16))
+    train_step(OneModel(model), train, torch.nn.MSELoss(), [optimizer])(torch.arange(16)[None])
+    train_step(OneModel(model), train, torch.nn.MSELoss(), [optimizer], grad_clip=1e-3)(torch.arange(16)[None])
     assert norms[0] > 1e-3 and norms[1] == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_a_packs_clipping_is_each_members_own():
-    grads = [torch.randn(3, 4, 5), torch.randn(3, 7)]
-    grads[0][1] *= 1e-4  # member 1's gradient is small: left as it is
-    stacks = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
-    for s, g in zip(stacks, grads):
-        s.grad = g.clone()
-    clip_members(stacks, 0.5)
-    for k in range(3):
-        alone = [torch.nn.Parameter(torch.zeros_like(g[k])) for g in grads]
-        for a, g in zip(alone, grads):
-            a.grad = g[k].clone()
-        torch.nn.utils.clip_grad_norm_(alone, 0.5)
-        for a, s in zip(alone, stacks):
-            torch.testing.assert_close(s.grad[k], a.grad)
+def test_a_packs_clipping_is_each_members_own(data):
+    """A pack's member is clipped by its own gradient norm, as it is alone: with the bound between
+    the two members' norms, the larger comes down to it and the smaller is left as it is."""
+    models = [new_model(data), new_model(data)]
+    with torch.no_grad():
+        models[1].head.fc.weight.mul_(0.01)  # member 1's gradient: far smaller than member 0's
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.0) for m in models]
+    norms = {0: [], 1: []}
+    for k, (model, optimizer) in enumerate(zip(models, optimizers)):
+        optimizer.register_step_pre_hook(lambda opt, *_, k=k, model=model: norms[k].append(float(
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()
+                                                  if p.grad is not None])))))
+    pack, idx = SeedPack(models), torch.stack([torch.arange(16)] * 2)
+    train_step(pack, data.splits["train"], torch.nn.MSELoss(), optimizers)(idx)
+    bound = (norms[0][0] + norms[1][0]) / 2
+    train_step(pack, data.splits["train"], torch.nn.MSELoss(), optimizers, grad_clip=bound)(idx)
+    assert norms[1][0] < bound < norms[0][0]
+    assert norms[0][1] == pytest.approx(bound, rel=1e-4) and norms[1][1] == pytest.approx(norms[1][0], rel=1e-6)
 
 
 def test_patience_stops_once_the_metric_stops_improving(data):
     """At lr 0 the model never changes: epoch 1 is the best, epoch 2 does not improve, and with
     patience 1 the run stops there."""
     recipe = dataclasses.replace(RECIPE, epochs=6, lr=0.0, patience=1)
-    result = fit(new_model(data), data, torch.nn.MSELoss(), recipe, seed=0)
+    [result] = fit([new_model(data)], data, torch.nn.MSELoss(), recipe, seeds=[0])
     assert (result.best_epoch, len(result.history)) == (1, 2)
-    assert len(fit(new_model(data), data, torch.nn.MSELoss(), dataclasses.replace(recipe, patience=None),
-                   seed=0).history) == 6
+    [unstopped] = fit([new_model(data)], data, torch.nn.MSELoss(), dataclasses.replace(recipe, patience=None),
+                      seeds=[0])
+    assert len(unstopped.history) == 6
 
 
 def test_a_run_with_another_recipe_records_it(tmp_path):
@@ -121,8 +126,6 @@ def test_bad_recipe_settings_name_the_key(data, overrides, message):
 @pytest.mark.parametrize("overrides, message", [
     (["trainer.grad_clip=0"], "trainer.grad_clip=0.0: must be a positive (finite) number"),
     (["trainer.patience=0"], "trainer.patience=0: must be a positive integer"),
-    (["trainer.pack_seeds=true", "trainer.patience=3"], "trainer.pack_seeds=true trains its seeds in step"),
-    (["trainer.pack_seeds=true", "scheduler=plateau"], "trainer.pack_seeds=true trains its seeds in step"),
 ])
 def test_recipe_settings_checked_before_a_run(overrides, message):
     cfg = compose_config(*overrides)

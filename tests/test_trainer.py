@@ -29,8 +29,8 @@ def test_trainer_matches_the_handout_loop(tmp_path, recorder):
     reference = handout.MultimodalSentimentAnalysisModel()
     reference.load_state_dict(handout.from_project_state(model.state_dict()))
 
-    result = fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3), seed=seed,
-                 writer=recorder)
+    [result] = fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=epochs, batch_size=16, lr=1e-3),
+                   seeds=[seed], writers=[recorder])
 
     train = handout.MOSIDataset(path, "train")
     train_loader = DataLoader(train, batch_size=16, sampler=TrainerOrder(len(train), seed))
@@ -66,7 +66,8 @@ def test_the_test_split_chooses_nothing():
     def train(d):
         seed_everything(0)
         model = instantiate(compose_config().model, _partial_=True)(input_dims=d.dims)
-        return fit(model, d, torch.nn.MSELoss(), TrainerConfig(epochs=3, batch_size=16, lr=1e-3), seed=0)
+        [result] = fit([model], d, torch.nn.MSELoss(), TrainerConfig(epochs=3, batch_size=16, lr=1e-3), seeds=[0])
+        return result
 
     a, b = train(data), train(scrambled)
     assert (a.best_epoch, a.valid, a.history) == (b.best_epoch, b.valid, b.history)
@@ -103,14 +104,14 @@ def test_non_finite_loss_stops_the_run():
     data = make_synthetic_mosi(scale=0.05)
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
     with pytest.raises(TrainingDiverged, match="epoch 1, step 1"):
-        fit(model, data, lambda p, y: (p - y).pow(2).mean() * math.inf, TrainerConfig(epochs=2), seed=0)
+        fit([model], data, lambda p, y: (p - y).pow(2).mean() * math.inf, TrainerConfig(epochs=2), seeds=[0])
 
 
 def test_cosine_schedule_steps_every_batch(recorder):
     """T_max = epochs x batches: the lr falls every step and reaches ~0 at the last one."""
     data = make_synthetic_mosi(scale=0.05)  # 64 train clips: 4 batches of 16
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
-    fit(model, data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seed=0, writer=recorder)
+    fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seeds=[0], writers=[recorder])
     lrs = recorder.values("lr")
     expected = [0.5e-3 * (1 + math.cos(math.pi * i / 8)) for i in range(8)]
     assert lrs == pytest.approx(expected)
