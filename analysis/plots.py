@@ -15,8 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from analysis.labels import BASELINE, factors, one_factor  # noqa: E402
 from analysis.robustness import level_curves, rank  # noqa: E402
-from analysis.summarize import BASELINE, compare, factors, one_factor  # noqa: E402
+from analysis.tables import compare  # noqa: E402
 
 CURVES = {"train": "train_loss", "valid": "valid_loss"}
 # PNGs that differ in nothing but matplotlib's version stamp compare equal
@@ -136,7 +137,7 @@ def write_robustness_plots(runs: pd.DataFrame, robust: pd.DataFrame, base: str |
 
 def write_plots(runs: pd.DataFrame, base: str | None, folder: Path, metric: str = "Corr", split: str = "test",
                 **kw) -> list[Path]:
-    """``runs`` labelled (summarize.with_labels), ``base`` their baseline's label."""
+    """``runs`` labelled (analysis.labels.with_labels), ``base`` their baseline's label."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for factor, subset in per_factor(runs, base).items():

@@ -14,7 +14,8 @@ from importlib.resources import files
 
 import pandas as pd
 
-BASELINE = "baseline"
+from analysis.labels import BASELINE
+
 COLUMNS = ["preset", "model", "dataset", "aligned", "text_features", "acc2_convention", "Acc2", "F1", "Acc7", "MAE",
            "Corr", "source"]
 # The published columns and the project's metric each is comparable with, by Acc2 convention.

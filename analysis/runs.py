@@ -19,6 +19,7 @@ import inspect
 import json
 import os
 import shlex
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -253,6 +254,18 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
         if job_folders(sweep):
             return sweep
     raise FileNotFoundError(f"{root}: no sweep with runs found (no multirun.yaml with job folders below it)")
+
+
+def read_folders(folders: list[Path]) -> tuple[list[Path], pd.DataFrame]:
+    """The given folders (default: the newest sweep with runs, said on stderr) and their runs;
+    FileNotFoundError names what is missing."""
+    if not folders:
+        folders = [newest_sweep()]
+        print(f"the newest sweep: {folders[0]}", file=sys.stderr)
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+    return folders, load_runs(folders)
 
 
 def duplicates(runs: pd.DataFrame) -> pd.DataFrame:

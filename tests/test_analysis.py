@@ -12,10 +12,12 @@ import pytest
 import yaml
 from scipy import stats
 
+from analysis.labels import with_labels
 from analysis.report import main as report_main
 from analysis.runs import load_runs, newest_sweep, read_runs
 from analysis.stats import adjust, paired
-from analysis.summarize import compare, main, one_factor_tables, with_labels
+from analysis.summarize import main
+from analysis.tables import compare, one_factor_tables
 from tests.conftest import TINY
 from tests.conftest import main as run_main
 

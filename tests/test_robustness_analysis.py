@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis.labels import with_labels
 from analysis.predictions import bootstrap, ensemble, mosi_rows, read_predictions, sims_rows
 from analysis.report import main as report_main
 from analysis.robustness import robustness_table, usable
 from analysis.runs import load_runs, read_runs
-from analysis.summarize import main, with_labels
+from analysis.summarize import main
 from msa_ablate.metrics import MOSI_METRICS, SIMS_METRICS, mosi_metrics, regression_metrics, sims_metrics
 from tests.test_analysis import write_job
 
