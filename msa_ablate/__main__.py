@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> float:
             raise  # the sweeper records the failed job, runs the rest, and names it at the end
         print(f"msa_ablate: error: {e}", file=sys.stderr)
         sys.exit(2)
-    values = [r["valid"][cfg.trainer.select_metric] for r in records]  # NaN was written as null
+    values = [r.valid[cfg.trainer.select_metric] for r in records]
     return sum(math.nan if v is None else v for v in values) / len(values)  # a pack's mean
 
 

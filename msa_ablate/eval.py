@@ -29,6 +29,7 @@ from msa_ablate import records
 from msa_ablate.data import SPLITS, MSAData
 from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, DataError, UserError, one_of
+from msa_ablate.records import RunRecord
 from msa_ablate.robustness import robustness
 from msa_ablate.run import build_loss, build_model, load_data, resolve_device, write_predictions
 from msa_ablate.train import predict, score
@@ -72,23 +73,23 @@ def with_data(config: Mapping, overrides: Mapping[str, object]) -> tuple[DictCon
 
 
 def load_run(folder: Path, data_overrides: Mapping[str, object], device: torch.device
-             ) -> tuple[dict, DictConfig, torch.nn.Module, MSAData, str]:
+             ) -> tuple[RunRecord, DictConfig, torch.nn.Module, MSAData, str]:
     """A completed run's record, config, model (its selected weights, in eval mode) and data, and the
     suffix of its result files; data whose dims or label range the model does not fit is refused."""
     record = records.read(folder)
-    if record.get("status") != "completed" or "config" not in record:
-        raise ConfigError(f"{folder / records.FILE}: not a completed run's record ({record.get('status', 'none')})")
+    if record.status != "completed" or record.config is None:
+        raise ConfigError(f"{folder / records.FILE}: not a completed run's record ({record.status or 'none'})")
     weights = folder / "model.pt"
     if not weights.exists():
         raise ConfigError(f"{weights}: not found (runs keep their model from msa_ablate 0.1.0 on; "
                           "train it again with resume=false)")
-    cfg, suffix = with_data(record["config"], data_overrides)
+    cfg, suffix = with_data(record.config, data_overrides)
     data = load_data(cfg).to(device)
-    trained = record.get("data") or {}
+    trained = record.data or {}
     if list(data.label_range) != list(trained.get("label_range", data.label_range)):
         raise DataError(f"{data.source}: labels in {list(data.label_range)}, but the model was trained for "
                         f"{trained['label_range']}")
-    model = build_model(cfg, data, record.get("choices") or {})
+    model = build_model(cfg, data, record.choices or {})
     wanted = {m: d for m, d in (trained.get("dims") or {}).items() if m in model.modalities}
     if any(data.dims[m] != d for m, d in wanted.items()):
         raise DataError(f"{data.source}: feature dims {data.dims} do not fit the model, trained on {wanted}")
@@ -101,7 +102,7 @@ def evaluate_run(folder: Path, split: str = "test", data_overrides: Mapping[str,
     """Scores a finished run on ``split``; writes ``eval_SPLIT[_DATA].json`` and its predictions."""
     record, cfg, model, data, suffix = load_run(folder, data_overrides or {}, device)
     predictions = predict(model, data.splits[split], cfg.trainer.eval_batch_size)
-    result = {"split": split, "identity": record.get("identity"), "data": data.summary(),
+    result = {"split": split, "identity": record.identity, "data": data.summary(),
               "metrics": score(predictions, data.splits[split], build_loss(cfg)),
               "provenance": records.provenance(device)}
     result["data"]["fingerprint"] = fingerprint(OmegaConf.to_container(cfg.data, resolve=True))
@@ -120,7 +121,7 @@ def robustness_run(folder: Path, data_overrides: Mapping[str, object] | None = N
     """The robustness pass on a finished run: writes ``robustness[_DATA].json`` beside its record."""
     record, cfg, model, data, suffix = load_run(folder, data_overrides or {}, device)
     settings = {**robustness_settings(), **settings}
-    result = {"identity": record.get("identity"),
+    result = {"identity": record.identity,
               **robustness(model, data, build_loss(cfg), batch_size=cfg.trainer.eval_batch_size, **settings)}
     records.write_json(folder / f"robustness{suffix}.json", result)
     log.info("%s: robustness pass in %.1f s", folder, result["seconds"])

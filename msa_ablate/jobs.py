@@ -26,6 +26,7 @@ from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError, UserError
 from msa_ablate.eval import robustness_run
 from msa_ablate.progress import ShowProgress
+from msa_ablate.records import RunRecord
 from msa_ablate.robustness import FILE as ROBUSTNESS
 from msa_ablate.run import resolve_device, train_runs
 from msa_ablate.train import TrainingDiverged
@@ -70,11 +71,11 @@ def record_failure(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str]
     """A job stopped by a bad setting before its runs were known still writes metrics.json,
     ``failed`` with the reason, in every folder the analysis reads as one of its runs (a seed
     pack's ``seed_N``), so it is not taken for a job killed or still running."""
-    record = {"status": "failed", "reason": f"{type(error).__name__}: {error}", "choices": dict(choices),
-              "provenance": {"msa_ablate": msa_ablate.__version__}}
+    record = RunRecord(choices=dict(choices), provenance={"msa_ablate": msa_ablate.__version__}, status="failed",
+                       reason=f"{type(error).__name__}: {error}")
     seeds = records.pack_seeds(OmegaConf.to_container(cfg, resolve=False))
     for folder in [output_dir / f"seed_{seed}" for seed in seeds] or [output_dir]:
-        if records.read(folder).get("status") != "completed":  # a run completed there before: its result stays
+        if records.read(folder).status != "completed":  # a run completed there before: its result stays
             records.write(folder, record)
 
 
@@ -85,14 +86,14 @@ def set_aside(folder: Path, run_identity: str, data: dict, resume: bool) -> None
     destination = records.move_aside(folder)
     if destination is None:
         return
-    before = (earlier.get("data") or {}).get("fingerprint") or {}
-    if earlier.get("identity") == run_identity:
+    before = (earlier.data or {}).get("fingerprint") or {}
+    if earlier.identity == run_identity:
         why = ("resume=false: this run's earlier result runs again" if not resume else
-               f"this run's earlier attempt ({earlier.get('status')}) left no checkpoint to go on from")
-    elif "config" in earlier and records.identity(earlier["config"], data) == run_identity:
+               f"this run's earlier attempt ({earlier.status}) left no checkpoint to go on from")
+    elif earlier.config is not None and records.identity(earlier.config, data) == run_identity:
         why = f"the data changed since (sha256 {before.get('sha256', '?')[:12]} -> {data.get('sha256', '?')[:12]})"
-    elif earlier:
-        why = f"another configuration's run ({earlier.get('status')}) was here"
+    elif earlier != RunRecord():
+        why = f"another configuration's run ({earlier.status}) was here"
     else:
         why = "files of an earlier attempt were here"
     log.info("%s: %s; its files moved to %s", folder, why, destination)
@@ -122,7 +123,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
             overridden: Collection[str] = (), default: DictConfig | None = None, bar: bool = False,
-            varied: Sequence[str] = ()) -> list[dict]:
+            varied: Sequence[str] = ()) -> list[RunRecord]:
     """Train one configuration (or a seed pack of it); returns the record of each run.
 
     Exactly once: a folder that already holds its run's completed record is kept as it is (unless
@@ -154,10 +155,9 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         for folder, run_id in dict.fromkeys([(output_dir, key), *((f, i) for _, f, i in todo)]):
             set_aside(folder, run_id, data, resume)
     base = (records.resolved(default), default.hydra.runtime.choices) if default is not None else None
-    recs = [{"identity": run_id, "seed": member.seed, "choices": dict(choices), "config": records.resolved(member),
-             "changes": records.changes(records.resolved(member), choices, *base) if base else None,
-             **({"varied": list(varied)} if varied else {}),
-             "data": {"fingerprint": data}} for member, _, run_id in todo]
+    recs = [RunRecord(identity=run_id, seed=member.seed, choices=dict(choices), config=records.resolved(member),
+                      changes=records.changes(records.resolved(member), choices, *base) if base else None,
+                      varied=list(varied) or None, data={"fingerprint": data}) for member, _, run_id in todo]
     # In this order: the checkpoint loads before the optimisers become graph-capturable, and the
     # progress display counts the graphed step (each callback wraps the step of those before it).
     callbacks = [Checkpoint(checkpoint, key, saved), *([CudaGraph()] if cfg.trainer.cuda_graph else []),
@@ -166,7 +166,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         with sigterm_as_interrupt():
             device = resolve_device(cfg.trainer.device, job_num)
             for record in recs:
-                record["provenance"] = records.provenance(device)
+                record.provenance = records.provenance(device)
             train_runs([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
         if not cfg.trainer.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
@@ -180,8 +180,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
         raise
     for record, (_, folder, _) in zip(recs, todo):
         log.info("%s: %s", folder, headline(record))
-    diverged = [f"seed {r['seed']}: {r['reason'].removeprefix('TrainingDiverged: ')}" for r in recs
-                if r["status"] == "failed"]
+    diverged = [f"seed {r.seed}: {r.reason.removeprefix('TrainingDiverged: ')}" for r in recs if r.status == "failed"]
     after_training(cfg, [*done, *(folder for _, folder, _ in todo)], job_num)
     if diverged:  # a pack's members; the job fails (a sweep reports it at the end), the others are kept
         raise TrainingDiverged("; ".join(diverged))
@@ -201,7 +200,7 @@ def after_training(cfg: DictConfig, folders: Iterable[Path], job_num: int) -> No
             earlier = json.loads((folder / ROBUSTNESS).read_text())
         except (OSError, ValueError):
             earlier = {}
-        if records.read(folder).get("status") == "completed" and any(earlier.get(k) != v for k, v in settings.items()):
+        if records.read(folder).status == "completed" and any(earlier.get(k) != v for k, v in settings.items()):
             robustness_run(folder, device=device, **settings)
 
 
@@ -209,20 +208,20 @@ HEADLINE = {"mosi": ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE")
             "sims": ("Corr", "Mult_acc_2", "F1_score", "Mult_acc_5", "MAE")}
 
 
-def headline(record: dict) -> str:
+def headline(record: RunRecord) -> str:
     """A run's outcome in one line: ``completed in 42 s, best epoch 3 of 20 (valid Corr 0.6989); test Corr ...``."""
-    if record.get("status") != "completed":
-        return f"{record.get('status')}: {record.get('reason')}"
-    metric, valid, test = record["select_metric"], record["valid"], record["test"]
-    names = HEADLINE[(record.get("data") or {}).get("metrics", "mosi")]
+    if record.status != "completed":
+        return f"{record.status}: {record.reason}"
+    metric, valid, test = record.select_metric, record.valid, record.test or {}
+    names = HEADLINE[(record.data or {}).get("metrics", "mosi")]
     scores = ", ".join(f"{m} {test[m]:.4f}" for m in names if test.get(m) is not None) or "not read"
-    return (f"completed in {record['train_seconds']:.0f} s, best epoch {record['best_epoch']} of "
-            f"{len(record['history'])} (valid {metric} {valid[metric]:.4f}); test {scores}")
+    return (f"completed in {record.train_seconds:.0f} s, best epoch {record.best_epoch} of "
+            f"{len(record.history)} (valid {metric} {valid[metric]:.4f}); test {scores}")
 
 
-def mark(recs: list[dict], todo: list, status: str, reason: str) -> None:
+def mark(recs: list[RunRecord], todo: list, status: str, reason: str) -> None:
     """Writes the records of the runs that did not finish, with their status and why."""
     for record, (_, folder, _) in zip(recs, todo):
-        if "status" not in record:
-            record.update(status=status, reason=reason)
+        if record.status is None:
+            record.status, record.reason = status, reason
             records.write(folder, record)

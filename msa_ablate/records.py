@@ -1,5 +1,5 @@
-"""A run's record, ``metrics.json``: what identifies a run, where it came from, how the record is
-written and read, and where an earlier run's files go when a folder is reused.
+"""A run's record, ``metrics.json``: its fields (``RunRecord``), what identifies a run, where it came
+from, how the record is written and read, and where an earlier run's files go when a folder is reused.
 
 The app skips a run whose folder holds its identity's completed record, and goes on from a
 checkpoint of the same identity; the analysis groups runs by the records. Both use this module.
@@ -14,6 +14,7 @@ import math
 import platform
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import hydra
@@ -32,6 +33,43 @@ NOT_IN_IDENTITY = (*NOT_COMPUTED, "data.path")
 OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv", "robustness*.json",
            "eval_*")
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
+
+
+@dataclass
+class RunRecord:
+    """A run's metrics.json (docs/outputs.md says what each field holds). What a run does not know
+    yet (a job stopped before its data were read, say) is None, and left out of the file."""
+
+    # what ran, on what: known before training
+    identity: str | None = None
+    seed: int | None = None
+    choices: dict[str, str] | None = None
+    config: dict | None = None  # resolved
+    changes: dict | None = None  # from the default config
+    varied: list[str] | None = None  # the keys its sweep varies
+    data: dict | None = None  # the fingerprint, then the data's summary
+    provenance: dict | None = None
+    device: str | None = None
+    n_params: int | None = None
+    pack_size: int | None = None
+    # how it ended
+    status: str | None = None  # completed | failed | interrupted
+    reason: str | None = None  # why, where it did not complete
+    best_epoch: int | None = None
+    select_metric: str | None = None
+    valid: dict[str, float] | None = None
+    test: dict[str, float] | None = None
+    train_seconds: float | None = None
+    history: list[dict[str, float]] | None = None
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_json(cls, value: object) -> RunRecord:
+        """Keys it does not know are left out (none is written today); an empty record where ``value`` is no object."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in names}) if isinstance(value, Mapping) else cls()
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -132,10 +170,10 @@ def _finite(value: object) -> object:
     return value
 
 
-def write(folder: Path, record: Mapping) -> None:
+def write(folder: Path, record: RunRecord) -> None:
     """Atomically: a reader, or a run killed mid-write, never sees half a record."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / FILE, record)
+    write_json(folder / FILE, record.to_json())
 
 
 def write_json(file: Path, value: Mapping) -> None:
@@ -143,19 +181,18 @@ def write_json(file: Path, value: Mapping) -> None:
     write_atomic(file, lambda f: f.write(json.dumps(_finite(value), indent=2).encode()))
 
 
-def read(folder: Path) -> dict:
-    """The folder's record; empty where there is none (or it is unreadable)."""
+def read(folder: Path) -> RunRecord:
+    """The folder's record; an empty one where there is none (or it is unreadable)."""
     try:
-        record = json.loads((folder / FILE).read_text())
+        return RunRecord.from_json(json.loads((folder / FILE).read_text()))
     except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+        return RunRecord()
 
 
-def completed(folder: Path, run_identity: str) -> dict | None:
+def completed(folder: Path, run_identity: str) -> RunRecord | None:
     """The folder's record if it holds this very run, completed."""
     record = read(folder)
-    return record if record.get("status") == "completed" and record.get("identity") == run_identity else None
+    return record if record.status == "completed" and record.identity == run_identity else None
 
 
 def move_aside(folder: Path) -> Path | None:

@@ -31,6 +31,7 @@ from msa_ablate.data.fingerprint import fingerprint
 from msa_ablate.errors import ConfigError
 from msa_ablate.files import write_atomic
 from msa_ablate.models.sequences import attention_fast_path_off
+from msa_ablate.records import RunRecord
 from msa_ablate.train import Callback, FitResult, fit, predict, seed_everything
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def build_recipe(cfg: DictConfig) -> dict[str, Callable]:
             "make_schedule": instantiate(cfg.scheduler)}
 
 
-def train_runs(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torch.device, recs: Sequence[dict],
+def train_runs(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torch.device, recs: Sequence[RunRecord],
           callbacks: Iterable[Callback] = ()) -> None:
     """Trains a job's runs, a config, folder and record each (one run; or a seed pack's members,
     trained together), into their folders (TensorBoard events, model.pt, predictions.csv) and
@@ -113,14 +114,14 @@ def train_runs(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
     gathered so far."""
     cfg = cfgs[0]
     data = load_data(cfg).to(device)
-    models = [build_model(c, data, recs[0]["choices"]).to(device) for c in cfgs]
+    models = [build_model(c, data, recs[0].choices).to(device) for c in cfgs]
     n_params = sum(p.numel() for p in models[0].parameters())
     for record in recs:
-        record["data"].update(data.summary())
-        record.update(device=str(device), n_params=n_params, pack_size=len(cfgs))
+        record.data = {**(record.data or {}), **data.summary()}
+        record.device, record.n_params, record.pack_size = str(device), n_params, len(cfgs)
     packed = f", seeds {[c.seed for c in cfgs]} packed" if len(cfgs) > 1 else ""
-    log.info("%s on %s: %s params, %s%s", describe(recs[0]["choices"]), device, f"{n_params:,}",
-             clips(recs[0]["data"]["sizes"]), packed)
+    log.info("%s on %s: %s params, %s%s", describe(recs[0].choices), device, f"{n_params:,}",
+             clips(recs[0].data["sizes"]), packed)
     if packed and device.type == "cuda" and not cfg.trainer.cuda_graph:  # measured on an H200: docs/benchmarks.md
         log.warning("a seed pack on CUDA without trainer.cuda_graph=true is bound by kernel launches (its LSTM cells "
                     "run step by step): on an H200 it took 2.5x as long as the same seeds one after another")
@@ -130,11 +131,15 @@ def train_runs(cfgs: Sequence[DictConfig], folders: Sequence[Path], device: torc
                       callbacks=callbacks, **build_recipe(cfg))
         for c, model, writer, folder, record, result in zip(cfgs, models, writers, folders, recs, results):
             if result.diverged:  # a pack's member: the others are kept (the job then fails, naming it)
-                record.update(status="failed", reason=f"TrainingDiverged: {result.diverged}", history=result.history)
+                record.status, record.reason = "failed", f"TrainingDiverged: {result.diverged}"
+                record.history = result.history
             else:
                 finish_events(writer, c, record, model, data, result)
-                record.update(outcome(c, result))
                 write_model_and_predictions(folder, c, model, data)
+                record.status, record.best_epoch, record.select_metric = ("completed", result.best_epoch,
+                                                                          c.trainer.select_metric)
+                record.valid, record.test, record.history = result.valid, result.test, result.history
+                record.train_seconds = round(result.train_seconds, 3)
             records.write(folder, record)
 
 
@@ -160,14 +165,7 @@ def write_predictions(file: Path, splits: Mapping[str, tuple[Split, torch.Tensor
     write_atomic(file, lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
-def outcome(cfg: DictConfig, result: FitResult) -> dict:
-    """A completed run's part of its record."""
-    metric = cfg.trainer.select_metric
-    return {"status": "completed", "best_epoch": result.best_epoch, "select_metric": metric, "valid": result.valid,
-            "test": result.test, "train_seconds": round(result.train_seconds, 3), "history": result.history}
-
-
-def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: torch.nn.Module,
+def finish_events(writer: SummaryWriter, cfg: DictConfig, record: RunRecord, model: torch.nn.Module,
                   data: MSAData, result: FitResult) -> None:
     """The model graph (``trainer.log_graph``), and the hparams with the final metrics: the
     groups' options, the seed, the trainer's settings, and what the run's sweep varies (marked as
@@ -175,15 +173,15 @@ def finish_events(writer: SummaryWriter, cfg: DictConfig, record: dict, model: t
     if cfg.trainer.log_graph:
         valid = data.splits["valid"]
         log_graph(writer, model, valid.inputs(torch.arange(2, device=valid.labels.device)))
-    choices = {k: v for k, v in record["choices"].items() if k not in (*NOT_COMPUTED, "trainer")}
-    known = {**choices, "seed": cfg.seed, **records.flatten(record["config"])}
-    params = {k: known.get(k) for k in record.get("varied", [])}
+    choices = {k: v for k, v in record.choices.items() if k not in (*NOT_COMPUTED, "trainer")}
+    known = {**choices, "seed": cfg.seed, **records.flatten(record.config)}
+    params = {k: known.get(k) for k in record.varied or []}
     params.update({**choices, "seed": cfg.seed, **{f"trainer.{k}": v for k, v in cfg.trainer.items()}})
     params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
     metrics = {f"{split}/{k}": v for split, scores in (("valid_best", result.valid), ("test", result.test))
                for k, v in scores.items() if math.isfinite(v)}
     experiment, start, end = hparams(params, metrics)
-    mark_varied(experiment, record.get("varied", []))
+    mark_varied(experiment, record.varied or [])
     # written into the run's own event file: add_hparams would open a timestamped sub-folder,
     # which TensorBoard then lists as a second run
     for summary in (experiment, start, end):

@@ -34,7 +34,7 @@ def compose_config(*overrides: str) -> DictConfig:
 
 
 def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
-    """The metrics.json payloads of a tiny job (one, or one per seed of a pack)."""
+    """The records of a tiny job (one, or one per seed of a pack), as their metrics.json holds them."""
     from msa_ablate.jobs import run_job
 
     cfg = compose_config(*overrides)
@@ -43,7 +43,7 @@ def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
         del cfg["hydra"]  # the app sees the job's config, as under @hydra.main
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         default = compose("config", return_hydra_config=True)  # as the app composes it: no overrides at all
-    return run_job(cfg, output_dir, choices, default=default)
+    return [record.to_json() for record in run_job(cfg, output_dir, choices, default=default)]
 
 
 def run_tiny(output_dir: Path, *overrides: str) -> dict:

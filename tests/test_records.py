@@ -2,6 +2,7 @@
 user met (a sweep run again into its folder with other values, a data file replaced at the same
 path, a run folder reused for another configuration, a truncated checkpoint, SIGTERM)."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -37,6 +38,20 @@ def test_what_computes_nothing_is_declared_once_and_named_nowhere():
     default = {"seed": 2, "resume": False, "trainer": {"log_graph": True}}
     assert records.changes(config, {"eval": "robustness"}, default, {}) == {}
     assert records.identity(config, {}) == records.identity({**default, "seed": 1}, {})
+
+
+def test_the_record_is_typed_its_file_round_trips_and_docs_outputs_lists_every_field(tmp_path):
+    record = records.RunRecord(identity="0" * 16, seed=3, choices={"loss": "l1"}, status="completed",
+                               valid={"Corr": float("nan")}, history=[])
+    records.write(tmp_path, record)
+    written = json.loads((tmp_path / records.FILE).read_text())
+    assert written == {"identity": "0" * 16, "seed": 3, "choices": {"loss": "l1"}, "status": "completed",
+                       "valid": {"Corr": None}, "history": []}  # unknown fields left out, NaN as null
+    assert records.read(tmp_path) == dataclasses.replace(record, valid={"Corr": None})
+    assert records.read(tmp_path / "none") == records.RunRecord()
+    table = (ROOT / "docs" / "outputs.md").read_text().split("| key | meaning |")[1].split("\n\n")[0]
+    documented = set(re.findall(r"`([a-z_]+)`", "\n".join(row.split("|")[1] for row in table.splitlines()[2:])))
+    assert {f.name for f in dataclasses.fields(records.RunRecord)} <= documented | {"reason"}
 
 def test_a_record_says_what_ran_on_which_data_with_which_code(tmp_path):
     record = run_tiny(tmp_path / "a", *FAST, "seed=5")
