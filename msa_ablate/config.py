@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
-from msa_ablate.metrics import METRIC_SETS, SCORE_NAMES, metric_set
+from msa_ablate.metrics import LOWER_IS_BETTER, METRIC_SETS, SCORE_NAMES, metric_set
 
 
 @dataclass
@@ -77,6 +77,15 @@ store = ConfigStore.instance()
 store.store(group="schema", name="trainer", node=TrainerConfig)
 store.store(group="schema", name="synthetic", node=SyntheticDataConfig)
 store.store(group="schema", name="pickle", node=PickleDataConfig)
+
+
+def direction(metric: str) -> str:
+    """The way a search optimises ``metric``: ``${msa_ablate.direction:${trainer.select_metric}}``
+    in conf/hparams_search/optuna.yaml gives the sweeper the metric's own."""
+    return "minimize" if metric in LOWER_IS_BETTER else "maximize"
+
+
+OmegaConf.register_new_resolver("msa_ablate.direction", direction)
 
 
 def check_settings(cfg: DictConfig) -> None:

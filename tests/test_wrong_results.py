@@ -1,0 +1,149 @@
+"""Silent wrong results (issue 28): an Optuna search that maximises MAE, a NaN prediction scored as
+a negative clip, an evaluation of other data written over the run's own, a stale data fingerprint,
+a sweep's evaluation stopped by one failed run, and a completed run whose model is gone."""
+
+import json
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from msa_ablate import records
+from msa_ablate.data import fingerprint as fingerprints
+from msa_ablate.data.synthetic import synthetic_arrays
+from msa_ablate.eval import main as evaluate_main
+from msa_ablate.metrics import METRIC_SETS, regression_metrics
+from msa_ablate.records import RunRecord
+from tests.conftest import TINY, main, run_tiny
+
+FAST = [*TINY, "trainer.log_graph=false"]
+
+
+def evaluate(*args, capsys) -> tuple[int, str, str]:
+    code = evaluate_main([*map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def pickled(path, seed: int = 0, negate: bool = False) -> None:
+    """Tiny MOSI-like data as a pickle at ``path``; ``negate``: the same bytes' length, other labels."""
+    arrays = synthetic_arrays(seed=seed, scale=0.05)
+    if negate:
+        arrays = {s: {**d, "labels": -np.asarray(d["labels"])} for s, d in arrays.items()}
+    path.write_bytes(pickle.dumps(arrays))
+
+
+def test_an_optuna_search_on_mae_minimises_it(tmp_path):
+    sweep = tmp_path / "search"
+    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.select_metric=MAE", *FAST,
+                  f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
+    maes = [json.loads(p.read_text())["valid"]["MAE"] for p in sorted(sweep.glob("*/metrics.json"))]
+    assert len(maes) == 2 and maes[0] != maes[1]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(maes))
+    assert "Directions: ['minimize']" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("label_range", [(-3.0, 3.0), (-1.0, 1.0)])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_prediction_leaves_every_metric_undefined(label_range, bad):
+    truth = np.array([-0.8, -0.2, 0.3, 0.9, 0.5])
+    preds = np.array([-0.7, -0.1, 0.2, bad, 0.4])
+    scores = regression_metrics(preds, truth, label_range)
+    names = METRIC_SETS["mosi" if label_range == (-3.0, 3.0) else "sims"]
+    assert set(scores) == set(names) and all(np.isnan(v) for v in scores.values()), scores
+    assert not any(np.isnan(v) for v in regression_metrics(np.nan_to_num(preds, posinf=1.0), truth,
+                                                          label_range).values())
+
+
+def test_an_evaluation_of_changed_data_never_takes_the_runs_own_name(tmp_path, capsys):
+    data, run = tmp_path / "mosi.pkl", tmp_path / "run"
+    pickled(data)
+    record = run_tiny(run, *FAST[1:], "data=mosi", f"data.path={data}")
+    assert evaluate(run, capsys=capsys)[0] == 0
+    own = json.loads((run / "eval_test.json").read_text())
+    assert own["metrics"] == record["test"]
+
+    pickled(data, seed=1)  # other data at the recorded path
+    for args in ([], [f"data.path={data}"]):
+        code, _, err = evaluate(run, *args, capsys=capsys)
+        assert code == 0, err
+        assert json.loads((run / "eval_test.json").read_text()) == own  # the run's own data's result stays
+    [other] = run.glob("eval_test_*.json")  # named after the other data's digest
+    assert json.loads(other.read_text())["metrics"] != own["metrics"]
+
+
+def test_a_data_file_replaced_with_the_same_size_and_times_is_fingerprinted_again(tmp_path):
+    data = tmp_path / "mosi.pkl"
+    pickled(data)
+    run = [*FAST[1:], "data=mosi", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = main(*run)
+    assert first.code == 0, first.stderr
+    before = os.stat(data)
+    pickled(data, negate=True)  # as cp -p, rsync -t or tar leave it: the same size and modification time
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(data).st_size == before.st_size and os.stat(data).st_mtime_ns == before.st_mtime_ns
+    second = main(*run)
+    assert second.code == 0, second.stderr
+    assert "already completed" not in second.stdout and "the data changed since" in second.stdout
+
+
+def test_the_fingerprint_cache_key_holds_the_inodes_change_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"a" * 64)
+    before = os.stat(data)
+    old = fingerprints.file_fingerprint(str(data))["sha256"]
+    time.sleep(0.02)  # past the kernel's coarse clock, which stamps the change time
+    data.write_bytes(b"b" * 64)
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert fingerprints.file_fingerprint(str(data))["sha256"] != old
+
+
+def test_a_sweep_with_a_failed_run_evaluates_the_others(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    record = run_tiny(sweep / "seed=1", *FAST)
+    records.write(sweep / "seed=2", RunRecord(status="failed", reason="TrainingDiverged: non-finite loss"))
+    code, out, err = evaluate(sweep, capsys=capsys)
+    assert code == 0, err
+    assert json.loads((sweep / "seed=1" / "eval_test.json").read_text())["metrics"] == record["test"]
+    assert "seed=1" in out
+    [line] = err.strip().splitlines()
+    assert str(sweep / "seed=2") in line and "failed" in line
+
+    code, _, err = evaluate(sweep / "seed=2", capsys=capsys)  # nothing evaluated: exit 2, one line
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "failed" in err
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_a_completed_run_without_its_model_trains_again(tmp_path, capsys, damage):
+    run = [*FAST, f"hydra.run.dir={tmp_path}"]
+    assert main(*run).code == 0
+    model = tmp_path / "model.pt"
+    model.unlink()
+    if damage == "unreadable":
+        model.mkdir()  # a file that cannot be read, even by root
+
+    code, _, err = evaluate(tmp_path, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "model.pt" in err
+
+    again = main(*run)
+    assert again.code == 0, again.stderr
+    assert "already completed" not in again.stdout
+    [line] = [line for line in again.stdout.splitlines() if "previous/1" in line]
+    assert "model.pt" in line
+    torch.load(tmp_path / "model.pt", weights_only=True)  # a model again
+    assert records.read(tmp_path).status == "completed"
+
+
+def test_a_model_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
+    run_tiny(tmp_path, *FAST)
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    code, _, err = evaluate(tmp_path, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "model.pt" in err
