@@ -99,5 +99,9 @@ def sims_metrics(preds: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 def regression_metrics(preds: np.ndarray, truth: np.ndarray, label_range: tuple[float, float]) -> dict[str, float]:
-    """The metrics of the data's label range (``metric_set``)."""
-    return (mosi_metrics if metric_set(label_range) == "mosi" else sims_metrics)(preds, truth)
+    """The metrics of the data's label range (``metric_set``). Where a prediction is NaN or infinite,
+    every metric is NaN: undefined alike, not some of them scoring the clip as a negative one."""
+    name = metric_set(label_range)
+    if not np.isfinite(preds).all():
+        return dict.fromkeys(METRIC_SETS[name], float("nan"))
+    return (mosi_metrics if name == "mosi" else sims_metrics)(preds, truth)
