@@ -1,9 +1,10 @@
 """What a run's data is, for its identity: a file's size and SHA-256, or a generator's name and
 version (its parameters are in the run's config).
 
-A file is hashed once: the digest is cached by path, size and modification time, in this
-process and in ``$XDG_CACHE_HOME/msa_ablate/fingerprints.json`` (default ``~/.cache``), so
-the jobs of a sweep, in one process or many, read a 300 MB file once.
+A file is hashed once: the digest is cached by path, size, modification time, inode and the
+inode's change time (which no copy can set, though ``cp -p``, ``rsync -t`` and tar keep the size
+and modification time), in this process and in ``$XDG_CACHE_HOME/msa_ablate/fingerprints.json``
+(default ``~/.cache``), so the jobs of a sweep, in one process or many, read a 300 MB file once.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _sha256(file: Path) -> str:
 def file_fingerprint(path: str) -> dict:
     file = data_file(path).resolve()
     stat = file.stat()
-    key = f"{file}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{file}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
     if key not in _digests:
         cache = cache_file()
         try:
