@@ -5,11 +5,13 @@ Each run's model is rebuilt from its record (``metrics.json``'s config) and load
 weights (``model.pt``). By default it is scored on a split of its own data: the run's recorded
 test metrics again. ``data.path=FILE`` (or any ``data.KEY=VALUE``) scores it on other data of the
 same dims. ``robustness=true`` runs the test-time robustness pass (msa_ablate/robustness.py, with
-conf/eval/robustness.yaml's settings) instead. A RUN_DIR may be a sweep: every completed run under it.
+conf/eval/robustness.yaml's settings) instead. A RUN_DIR may be a sweep: every completed run under
+it is evaluated, and each other run named in one line; exit 2 where none was evaluated.
 
 Results go beside the run's record, which stays as it is: ``eval_SPLIT.json`` (and its
-``eval_SPLIT_predictions.csv``), ``robustness.json``; on other data the name ends with a digest
-of that data (``eval_test_1a2b3c4d.json``). Bad input: one line naming it, exit 2.
+``eval_SPLIT_predictions.csv``), ``robustness.json``; on data other than the run recorded (another
+file, other settings, or its own file changed since) the name ends with a digest of that data
+(``eval_test_1a2b3c4d.json``). Bad input: one line naming it, exit 2.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -51,13 +54,18 @@ def run_folders(path: Path) -> list[Path]:
     return found
 
 
-def with_data(config: Mapping, overrides: Mapping[str, object]) -> tuple[DictConfig, str]:
+def data_digest(spec: Mapping, content: Mapping) -> str:
+    """What data a result is of: its settings and its fingerprint, less where the file is."""
+    plain = [{k: v for k, v in spec.items() if k != "path"}, {k: v for k, v in content.items() if k != "file"}]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def with_data(record: RunRecord, overrides: Mapping[str, object]) -> tuple[DictConfig, str]:
     """The run's config with ``data.KEY=VALUE`` overrides applied, and the suffix its result files
-    take: none for the run's own data, else a digest of the other data. ``data.path`` on a run of
-    generated data switches to reading that file, with the run's alignment and label range."""
-    cfg = OmegaConf.create(dict(config))
-    if not overrides:
-        return cfg, ""
+    take: none for the data the run recorded (its settings and fingerprint), else a digest of the
+    data read now, the run's own file changed since included. ``data.path`` on a run of generated
+    data switches to reading that file, with the run's alignment and label range."""
+    cfg = OmegaConf.create(dict(record.config))
     if "path" in overrides and "path" not in cfg.data:
         cfg.data = {"_target_": PICKLE, "path": None, "align": cfg.data.get("align", "none"),
                     "label_range": cfg.data.get("label_range", [-3, 3])}
@@ -66,10 +74,9 @@ def with_data(config: Mapping, overrides: Mapping[str, object]) -> tuple[DictCon
             raise ConfigError(f"data.{key}: no such setting of this run's data (it has {', '.join(cfg.data)})")
         cfg.data[key] = value
     spec = OmegaConf.to_container(cfg.data, resolve=True)
-    content = {k: v for k, v in fingerprint(spec).items() if k != "file"}
-    digest = hashlib.sha256(json.dumps([{k: v for k, v in spec.items() if k != "path"}, content],
-                                       sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return cfg, f"_{digest}"
+    digest = data_digest(spec, fingerprint(spec))
+    recorded = data_digest(record.config["data"], (record.data or {}).get("fingerprint") or {})
+    return cfg, "" if digest == recorded else f"_{digest}"
 
 
 def load_run(folder: Path, data_overrides: Mapping[str, object], device: torch.device
@@ -78,12 +85,12 @@ def load_run(folder: Path, data_overrides: Mapping[str, object], device: torch.d
     suffix of its result files; data whose dims or label range the model does not fit is refused."""
     record = records.read(folder)
     if record.status != "completed" or record.config is None:
-        raise ConfigError(f"{folder / records.FILE}: not a completed run's record ({record.status or 'none'})")
+        raise ConfigError(f"{folder}: not a completed run ({record.status or 'no status'}), not evaluated")
     weights = folder / "model.pt"
-    if not weights.exists():
-        raise ConfigError(f"{weights}: not found (runs keep their model from msa_ablate 0.1.0 on; "
-                          "train it again with resume=false)")
-    cfg, suffix = with_data(record.config, data_overrides)
+    if not records.readable(weights):
+        raise ConfigError(f"{weights}: missing or unreadable (runs before msa_ablate 0.1.0 kept none); "
+                          "the run's own command trains it again")
+    cfg, suffix = with_data(record, data_overrides)
     data = load_data(cfg).to(device)
     trained = record.data or {}
     if list(data.label_range) != list(trained.get("label_range", data.label_range)):
@@ -93,7 +100,12 @@ def load_run(folder: Path, data_overrides: Mapping[str, object], device: torch.d
     wanted = {m: d for m, d in (trained.get("dims") or {}).items() if m in model.modalities}
     if any(data.dims[m] != d for m, d in wanted.items()):
         raise DataError(f"{data.source}: feature dims {data.dims} do not fit the model, trained on {wanted}")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        raise ConfigError(f"{weights}: not a model's weights ({type(e).__name__}); the run's own command with "
+                          "resume=false trains it again") from None
+    model.load_state_dict(state)
     return record, cfg, model.to(device).eval(), data, suffix
 
 
@@ -151,6 +163,20 @@ def parse(args: Sequence[str]) -> tuple[list[Path], dict, dict]:
     return folders, settings, data
 
 
+def evaluate_one(folder: Path, settings: Mapping, data: Mapping[str, object], device: torch.device) -> None:
+    """The evaluation, or the robustness pass, of one run, and one line saying how it went."""
+    start = time.perf_counter()
+    if settings["robustness"]:
+        result = robustness_run(folder, data, device, split=settings["split"])
+        text = ", ".join(f"{t} {v['Corr']:.4f}" for t, v in result["relative"]["noise"].items())
+        print(f"{folder}: robustness ({result['split']}), area under Corr with noise: {text}")
+    else:
+        result = evaluate_run(folder, settings["split"], data, device)
+        metrics = result["metrics"]
+        print(f"{folder}: {settings['split']} ({result['data']['source']}) Corr {metrics.get('Corr'):.4f}, "
+              f"MAE {metrics['MAE']:.4f} in {time.perf_counter() - start:.1f} s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = sys.argv[1:] if argv is None else list(argv)
@@ -160,21 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         folders, settings, data = parse(args)
         device = resolve_device(str(settings["device"]))
-        for folder in [run for path in folders for run in run_folders(path)]:
-            start = time.perf_counter()
-            if settings["robustness"]:
-                result = robustness_run(folder, data, device, split=settings["split"])
-                text = ", ".join(f"{t} {v['Corr']:.4f}" for t, v in result["relative"]["noise"].items())
-                print(f"{folder}: robustness ({result['split']}), area under Corr with noise: {text}")
-            else:
-                result = evaluate_run(folder, settings["split"], data, device)
-                metrics = result["metrics"]
-                print(f"{folder}: {settings['split']} ({result['data']['source']}) Corr {metrics.get('Corr'):.4f}, "
-                      f"MAE {metrics['MAE']:.4f} in {time.perf_counter() - start:.1f} s")
+        runs = [run for path in folders for run in run_folders(path)]
     except UserError as e:
         print(f"msa_ablate.eval: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    evaluated = 0
+    for folder in runs:  # a run that cannot be evaluated is named, and the others are evaluated
+        try:
+            evaluate_one(folder, settings, data, device)
+            evaluated += 1
+        except UserError as e:
+            print(f"msa_ablate.eval: error: {e}", file=sys.stderr)
+    return 0 if evaluated else 2
 
 
 if __name__ == "__main__":

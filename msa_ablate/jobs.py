@@ -87,9 +87,12 @@ def set_aside(folder: Path, run_identity: str, data: dict, resume: bool) -> None
     if destination is None:
         return
     before = (earlier.data or {}).get("fingerprint") or {}
-    if earlier.identity == run_identity:
-        why = ("resume=false: this run's earlier result runs again" if not resume else
-               f"this run's earlier attempt ({earlier.status}) left no checkpoint to go on from")
+    if earlier.identity == run_identity and not resume:
+        why = "resume=false: this run's earlier result runs again"
+    elif earlier.identity == run_identity and earlier.status == "completed":
+        why = f"this run completed, but {', '.join(records.unreadable(destination))}: missing or unreadable"
+    elif earlier.identity == run_identity:
+        why = f"this run's earlier attempt ({earlier.status}) left no checkpoint to go on from"
     elif earlier.config is not None and records.identity(earlier.config, data) == run_identity:
         why = f"the data changed since (sha256 {before.get('sha256', '?')[:12]} -> {data.get('sha256', '?')[:12]})"
     elif earlier != RunRecord():

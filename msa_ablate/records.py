@@ -33,6 +33,7 @@ NOT_IN_IDENTITY = (*NOT_COMPUTED, "data.path")
 OUTPUTS = (FILE, "events.out.tfevents.*", "checkpoint.pt", "model.pt", "predictions.csv", "robustness*.json",
            "eval_*")
 PREVIOUS = "previous"  # where an earlier run's outputs go when its folder is reused
+PROMISED = ("model.pt", "predictions.csv")  # what a completed record says is beside it (run.py writes them first)
 
 
 @dataclass
@@ -189,10 +190,24 @@ def read(folder: Path) -> RunRecord:
         return RunRecord()
 
 
+def unreadable(folder: Path) -> list[str]:
+    """The files a completed record promises (PROMISED) that are missing or cannot be read."""
+    return [name for name in PROMISED if not readable(folder / name)]
+
+
+def readable(file: Path) -> bool:
+    try:
+        with file.open("rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
+
+
 def completed(folder: Path, run_identity: str) -> RunRecord | None:
-    """The folder's record if it holds this very run, completed."""
+    """The folder's record if it holds this very run, completed, with the files it promises."""
     record = read(folder)
-    return record if record.status == "completed" and record.identity == run_identity else None
+    done = record.status == "completed" and record.identity == run_identity
+    return record if done and not unreadable(folder) else None
 
 
 def move_aside(folder: Path) -> Path | None:
