@@ -8,12 +8,11 @@ import warnings
 from pathlib import Path
 
 import hydra
-from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-import msa_ablate.config  # noqa: F401  (registers the config schemas with Hydra)
+from msa_ablate.config import default_config  # (importing it registers the config schemas with Hydra)
 from msa_ablate.errors import UserError
 from msa_ablate.hydra_errors import one_line_errors
 from msa_ablate.jobs import run_job
@@ -37,7 +36,7 @@ def main(cfg: DictConfig) -> float:
         # A progress bar where the output is a terminal, and jobs run one at a time in it.
         bar = sys.stderr.isatty() and (hc.mode == RunMode.RUN or hc.launcher._target_.endswith("BasicLauncher"))
         records = run_job(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0,
-                          overridden=overridden, default=compose("config", return_hydra_config=True), bar=bar,
+                          overridden=overridden, default=default_config(), bar=bar,
                           varied=[k for k in str(hc.job.env_set.get("MSA_ABLATE_VARIED", "")).split(",") if k])
     except UserError as e:
         if hc.mode == RunMode.MULTIRUN:

@@ -6,11 +6,14 @@ cannot say, checked in one place before a run starts.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from hydra import compose
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
@@ -86,6 +89,18 @@ def direction(metric: str) -> str:
 
 
 OmegaConf.register_new_resolver("msa_ablate.direction", direction)
+
+
+@functools.cache
+def _composed(search_path: tuple[str, ...]) -> DictConfig:
+    return compose("config", return_hydra_config=True)
+
+
+def default_config() -> DictConfig:
+    """What ``python -m msa_ablate`` composes with no overrides (Hydra's node included), which each
+    record says what its run changes from: composed once per process and config search path (a
+    sweep's jobs in one process share it; composing costs about what a tiny run's training does)."""
+    return _composed(tuple(s.full_path() for s in GlobalHydra.instance().config_loader().get_sources()))
 
 
 def check_settings(cfg: DictConfig) -> None:
