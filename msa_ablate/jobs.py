@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -32,6 +33,7 @@ from msa_ablate.run import resolve_device, train_runs
 from msa_ablate.train import TrainingDiverged
 
 log = logging.getLogger(__name__)
+LOCK = ".lock"  # in a job's folder while the job runs
 
 
 def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Path]]:
@@ -136,8 +138,31 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_n
     ``trainer.device=auto``; ``overridden``: the keys its command line sets; ``default``: the
     config ``python -m msa_ablate`` composes with no overrides (Hydra's node included), which
     each record says what its run changes from; ``bar``: show progress as a bar (a terminal's);
-    ``varied``: the keys the job's sweep varies."""
+    ``varied``: the keys the job's sweep varies. One process at a time in a folder: a second one
+    waits for the first, then finds its result (its own run: skipped; another: set aside)."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(output_dir):
+        return run_locked(cfg, output_dir, choices, job_num, overridden, default, bar, varied)
+
+
+@contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """``folder/.lock`` held while a job runs there (released by the OS if the process dies)."""
+    lock = FileLock(folder / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("%s: another process is running a job in this folder; waiting for it to end", folder)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int,
+               overridden: Collection[str], default: DictConfig | None, bar: bool,
+               varied: Sequence[str]) -> list[RunRecord]:
     try:
         runs, data = job_runs(cfg, output_dir, overridden)
     except UserError as e:

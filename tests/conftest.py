@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import os
 import subprocess
@@ -25,12 +27,18 @@ torch.set_num_threads(1)
 TINY = ["data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu"]
 
 
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
 def compose_config(*overrides: str) -> DictConfig:
     """The app's config as `python -m msa_ablate` would compose it, on tiny data (a file of the
-    test's own, where the overrides choose one: data=mosi ...)."""
+    test's own, where the overrides choose one: data=mosi ...). A copy, each composition made
+    once per process: composing costs more than a tiny run's training."""
     tiny = [o for o in TINY if not (o.startswith("data.") and any(x.startswith("data=") for x in overrides))]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*tiny, *overrides], return_hydra_config=True)
+    return copy.deepcopy(_composed((*tiny, *overrides)))
 
 
 def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
@@ -41,8 +49,7 @@ def run_tiny_records(output_dir: Path, *overrides: str) -> list[dict]:
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]  # the app sees the job's config, as under @hydra.main
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        default = compose("config", return_hydra_config=True)  # as the app composes it: no overrides at all
+    default = _composed(())  # as the app composes it: no overrides at all
     return [record.to_json() for record in run_job(cfg, output_dir, choices, default=default)]
 
 

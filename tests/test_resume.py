@@ -7,11 +7,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
+from filelock import FileLock
 
 import msa_ablate.train
+from msa_ablate.jobs import LOCK
 from tests.conftest import ROOT, TINY, main, run_tiny
 
 FAST = ["trainer.log_graph=false"]
@@ -115,3 +118,30 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
     assert [r["status"] for r in records] == ["completed"] * 3 and [r["seed"] for r in records] == [1, 2, 3]
     assert (job[1] / "metrics.json").stat().st_mtime_ns == stamp  # skipped, not re-run
     assert not list(sweep.glob("*/checkpoint.pt")) and not list(sweep.glob("*/previous"))  # resumed, not redone
+
+
+def test_a_second_job_in_a_run_folder_waits_for_the_first_and_keeps_both_results(tmp_path):
+    """The folder is locked while a job runs: a second process (another seed here) waits, then sets
+    the first's completed run aside, whole, and trains its own; neither record is lost."""
+    run_tiny(tmp_path, *FAST, "seed=1")
+    stamp, results = (tmp_path / "metrics.json").stat().st_mtime_ns, []
+    with FileLock(tmp_path / LOCK):  # a job still running there holds it
+        second = threading.Thread(target=lambda: results.append(run_tiny(tmp_path, *FAST, "seed=2")))
+        second.start()
+        second.join(1.5)
+        assert second.is_alive() and (tmp_path / "metrics.json").stat().st_mtime_ns == stamp  # waiting, untouched
+    second.join(120)
+    assert results and results[0]["status"] == "completed"
+    assert [json.loads(f.read_text())["seed"] for f in (tmp_path / "metrics.json",
+                                                        tmp_path / "previous" / "1" / "metrics.json")] == [2, 1]
+
+
+def test_two_identical_runs_started_together_train_once(tmp_path):
+    args = [sys.executable, "-m", "msa_ablate", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sum("already completed, skipped" in out for out in outputs) == 1, outputs
+    assert not (tmp_path / "run" / "previous").exists()  # nothing trained twice, nothing set aside
