@@ -68,9 +68,9 @@ def test_a_packed_member_equals_its_seed_trained_alone(recipe):
     """Same initialisation, same batch order, same updates (Adam is elementwise, the members
     share no parameter; each has its own optimiser, schedule and early stop): only float rounding
     may differ. The baseline has no active dropout."""
-    data = make_synthetic_mosi(scale=0.1)
-    packed, packed_steps, packed_models = train_members([3, 7, 11], data, **recipe)
-    for k, seed in enumerate([3, 7, 11]):
+    data, seeds = make_synthetic_mosi(scale=0.1), [7, 11] if recipe else [3, 7, 11]  # 7 and 11 part ways
+    packed, packed_steps, packed_models = train_members(seeds, data, **recipe)
+    for k, seed in enumerate(seeds):
         [alone], [alone_steps], [alone_model] = train_members([seed], data, **recipe)
         # the first steps' losses, then the whole run's
         assert packed_steps[k].values("loss/train_step") == pytest.approx(alone_steps.values("loss/train_step"),
