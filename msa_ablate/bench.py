@@ -131,7 +131,8 @@ def profile_step(device: torch.device, steps: int = 20, top: int = 5) -> list[di
     features = {m: torch.randn(16, STEPS, d, device=device) for m, d in DIMS.items()}
     batch = Split(features, {m: torch.ones(16, STEPS, dtype=torch.bool, device=device) for m in DIMS},
                   torch.randn(16, device=device), (-3.0, 3.0))
-    step, idx = train_step(OneModel(model), batch, torch.nn.MSELoss(), [optimizer]), torch.arange(16, device=device)[None]
+    step = train_step(OneModel(model), batch, torch.nn.MSELoss(), [optimizer])
+    idx = torch.arange(16, device=device)[None]  # one member's batch
     model.train()
 
     for _ in range(3):  # warm-up: first-call allocations and kernel selection

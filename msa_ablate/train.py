@@ -305,7 +305,8 @@ def fit(models: Sequence[nn.Module], data: MSAData, loss_fn: LossFn, recipe: Tra
                 break
             members.train()
             orders = torch.stack([torch.randperm(len(train), generator=g) for g in training.orders])
-            losses, lrs = run_epoch(training.step, schedulers, orders.to(train.labels.device).split(recipe.batch_size, -1))
+            losses, lrs = run_epoch(training.step, schedulers,
+                                    orders.to(train.labels.device).split(recipe.batch_size, -1))
             check_finite(training, losses, epoch, who)
             trained = [k for k, a in enumerate(training.active) if a]
             scores = evaluate(members, valid, loss_fn, recipe.eval_batch_size)

@@ -111,7 +111,8 @@ def test_cosine_schedule_steps_every_batch(recorder):
     """T_max = epochs x batches: the lr falls every step and reaches ~0 at the last one."""
     data = make_synthetic_mosi(scale=0.05)  # 64 train clips: 4 batches of 16
     model = instantiate(compose_config().model, _partial_=True)(input_dims=data.dims)
-    fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seeds=[0], writers=[recorder])
+    fit([model], data, torch.nn.MSELoss(), TrainerConfig(epochs=2, batch_size=16, lr=1e-3), seeds=[0],
+        writers=[recorder])
     lrs = recorder.values("lr")
     expected = [0.5e-3 * (1 + math.cos(math.pi * i / 8)) for i in range(8)]
     assert lrs == pytest.approx(expected)
