@@ -1,6 +1,7 @@
 """Schemas of the config groups whose keys are fixed (trainer, data), registered with Hydra so that
-a value of the wrong type fails at composition; and the range and cross-field rules that a type
-cannot say, checked in one place before a run starts.
+a value of the wrong type fails at composition; those of the plain groups the model reads (layernorm,
+modalities), which check_types checks with every node that has a ``_target_`` (msa_ablate/signatures.py);
+and the range and cross-field rules that a type cannot say, checked in one place before a run starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
 from msa_ablate.metrics import LOWER_IS_BETTER, METRIC_SETS, SCORE_NAMES, metric_set
+from msa_ablate.signatures import check_types
 
 
 @dataclass
@@ -67,6 +69,24 @@ class PickleDataConfig:
     expect: Any = None  # what a real file of the dataset holds: split sizes, the dims of its known layouts
 
 
+@dataclass
+class LayernormConfig:
+    """conf/layernorm/: the model's input LayerNorm (model.layernorm). Checked by check_types, not
+    registered with Hydra, whose bool would take `no` for false unlike the model's keys."""
+
+    enabled: bool
+
+
+@dataclass
+class ModalitiesConfig:
+    """conf/modalities/: the modalities the model reads (model.modalities)."""
+
+    names: List[str]
+
+
+PLAIN_GROUPS = {"layernorm": LayernormConfig, "modalities": ModalitiesConfig}
+
+
 # Settings that say how a run is launched, kept or shown, not what it computes (config groups and
 # keys alike; ``eval`` is both): left out of a run's identity, of the changes its record lists, and
 # of its job folder's name. The one list: records.py, the sweeper and the analysis derive from it.
@@ -104,7 +124,7 @@ def default_config() -> DictConfig:
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """The rules a type cannot state; each failure is a ConfigError naming the key."""
+    """Every key's type, and the rules a type cannot state; each failure is a ConfigError naming the key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]}: a value is required (e.g. {missing[0]}=...)")
@@ -131,6 +151,7 @@ def check_settings(cfg: DictConfig) -> None:
     if dims is not None and not (isinstance(dims, Mapping) and all(is_int(d) and d > 0 for d in dims.values())):
         raise ConfigError(f"data.dims={dims}: expected a dim per modality, e.g. "
                           "data.dims={text:300,audio:74,vision:35}")
+    check_types(cfg, PLAIN_GROUPS)
 
 
 def check_for_data(cfg: DictConfig, data) -> None:

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from omegaconf import open_dict
 
 from msa_ablate import records
+from msa_ablate.config import check_settings
 from msa_ablate.data import fingerprint as fingerprints
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.eval import main as evaluate_main
 from msa_ablate.metrics import METRIC_SETS, regression_metrics
 from msa_ablate.records import RunRecord
-from tests.conftest import TINY, main, run_tiny
+from tests.conftest import ROOT, TINY, compose_config, main, run_tiny
 
 FAST = [*TINY, "trainer.log_graph=false"]
 
@@ -147,3 +149,40 @@ def test_a_model_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
     (tmp_path / "model.pt").write_bytes(b"not a model")
     code, _, err = evaluate(tmp_path, capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model.pt" in err
+
+
+# Issue 28, case 1: a key the model reads as a bool took any string (`off` is truthy), so the run trained
+# the baseline under the name of an ablation. Every key is now typed by what reads it.
+@pytest.mark.parametrize("args,message", [
+    (["model.input_bias=off"], "model.input_bias=off: must be true or false"),
+    (["model.input_bias=maybe"], "model.input_bias=maybe: must be true or false"),
+    (["layernorm.enabled=no"], "layernorm.enabled=no: must be true or false"),
+    (["fusion=mult", "fusion.causal=no"], "fusion.causal=no: must be true or false"),
+    (["+model.input_biass=true"], "model.input_biass: no such setting; did you mean model.input_bias"),
+    (["model.hidden=12.5"], "model.hidden=12.5: must be an integer"),
+    (["+fusion.pool=mean"], "fusion.pool: no such setting"),  # LSTMFusion has none: a TypeError traceback before
+])
+def test_a_value_of_the_wrong_type_or_an_unknown_key_is_one_line_and_exit_2(tmp_path, args, message):
+    result = main(*FAST, *args, f"hydra.run.dir={tmp_path}")
+    assert result.code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("msa_ablate: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "model.pt").exists()
+
+
+def shipped_configs() -> list[list[str]]:
+    """Every option of every config group, every preset and every experiment, each alone."""
+    chosen = compose_config().hydra.runtime.choices
+    conf = ROOT / "conf"
+    return [[f"{'' if group.name in chosen else '+'}{group.name}={option.stem}",
+             *(["data.path=/data/x.pkl"] if group.name == "data" and option.stem != "synthetic" else [])]
+            for group in sorted(conf.iterdir()) if group.is_dir() and group.name != "hydra"
+            for option in sorted(group.glob("*.yaml"))]
+
+
+def test_every_shipped_option_preset_and_experiment_passes_the_type_check():
+    for overrides in shipped_configs():
+        cfg = compose_config(*overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]  # the job's config, as the app sees it
+        check_settings(cfg)  # raises a ConfigError naming the key whose value its annotation refuses
