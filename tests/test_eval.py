@@ -15,6 +15,7 @@ from msa_ablate.run import build_loss
 from tests.conftest import run_tiny, run_tiny_records
 
 FAST = ["trainer.log_graph=false"]
+SMALL = [*FAST, "data.scale=0.02"]  # for what the robustness pass does, not what it finds: 14 test clips
 MARGIN = 0.10  # as in test_known_answers: over three seed standard deviations of test Corr at this size
 
 
@@ -128,23 +129,23 @@ def test_the_pass_is_seeded(baseline):
 
 
 def test_eval_robustness_runs_after_training_and_on_a_run_completed_before(tmp_path):
-    record = run_tiny(tmp_path, *FAST)
+    record = run_tiny(tmp_path, *SMALL)
     assert not (tmp_path / "robustness.json").exists()
-    [again] = run_tiny_records(tmp_path, *FAST, "+eval=robustness")  # skipped as done: the same identity
+    [again] = run_tiny_records(tmp_path, *SMALL, "+eval=robustness")  # skipped as done: the same identity
     assert again["identity"] == record["identity"] and again["train_seconds"] == record["train_seconds"]
     result = json.loads((tmp_path / "robustness.json").read_text())
     assert result["identity"] == record["identity"] and result["clean"] == record["test"]
     assert result["levels"] == [i / 10 for i in range(11)] and set(result["missing"]) == {"text", "audio", "vision",
                                                                                          "all"}
     made = (tmp_path / "robustness.json").stat().st_mtime_ns
-    run_tiny_records(tmp_path, *FAST, "+eval=robustness")  # made with these settings: kept
+    run_tiny_records(tmp_path, *SMALL, "+eval=robustness")  # made with these settings: kept
     assert (tmp_path / "robustness.json").stat().st_mtime_ns == made
-    run_tiny_records(tmp_path, *FAST, "+eval=robustness", "eval.robustness.seed=1")  # other settings: again
+    run_tiny_records(tmp_path, *SMALL, "+eval=robustness", "eval.robustness.seed=1")  # other settings: again
     assert json.loads((tmp_path / "robustness.json").read_text())["seed"] == 1
 
 
 def test_each_member_of_a_seed_pack_gets_its_robustness_pass(tmp_path):
-    records = run_tiny_records(tmp_path, *FAST, "trainer.pack_seeds=true", "seeds=[1,2]", "+eval=robustness",
+    records = run_tiny_records(tmp_path, *SMALL, "trainer.pack_seeds=true", "seeds=[1,2]", "+eval=robustness",
                                "modalities=ta")
     results = [json.loads((tmp_path / f"seed_{r['seed']}" / "robustness.json").read_text()) for r in records]
     assert [set(r["missing"]) for r in results] == [{"text", "audio", "all"}] * 2  # the model's modalities
@@ -154,8 +155,8 @@ def test_each_member_of_a_seed_pack_gets_its_robustness_pass(tmp_path):
 def test_the_evaluators_robustness_pass_is_the_one_training_runs(tmp_path, capsys):
     """`python -m msa_ablate.eval RUN robustness=true` on a finished run writes what `+eval=robustness`
     writes after training (conf/eval/robustness.yaml's settings, the same draws)."""
-    run_tiny(tmp_path / "a", *FAST, "+eval=robustness")
-    run_tiny(tmp_path / "b", *FAST)
+    run_tiny(tmp_path / "a", *SMALL, "+eval=robustness")
+    run_tiny(tmp_path / "b", *SMALL)
     code, out, _ = evaluate(tmp_path / "b", "robustness=true", capsys=capsys)
     assert code == 0 and "area under Corr with noise" in out
     after, later = (json.loads((tmp_path / f / "robustness.json").read_text()) for f in ("a", "b"))

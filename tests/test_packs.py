@@ -95,7 +95,8 @@ def test_a_packed_member_equals_its_seed_trained_alone(recipe):
     "head=linear", "modalities=t", "encoder.num_layers=2", "+preset=improved", "encoder=birnn encoder.cell=gru",
 ])
 def test_every_option_trains_in_a_pack(tmp_path, option):
-    records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]", *FAST,
+                               "data.scale=0.02")  # that every option packs, not how well: 26 clips do
     assert [r["seed"] for r in records] == [1, 2]
     assert all(r["status"] == "completed" and r["pack_size"] == 2 for r in records)
     assert records[0]["valid"] != records[1]["valid"]

@@ -24,9 +24,9 @@ from tests.test_options import options
 SIMS = (-1.0, 1.0)
 
 
-def write(tmp_path, name: str, **kw) -> str:
+def write(tmp_path, name: str, scale: float = 0.05, **kw) -> str:
     path = tmp_path / name
-    path.write_bytes(pickle.dumps(synthetic_arrays(scale=0.05, **kw)))
+    path.write_bytes(pickle.dumps(synthetic_arrays(scale=scale, **kw)))
     return str(path)
 
 
@@ -168,7 +168,8 @@ def test_the_stepwise_fusions_are_those_that_read_the_steps_together():
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_every_fusion_trains_on_unaligned_data_or_refuses_in_one_line(tmp_path, fusion):
-    unaligned = ["data.unaligned=true", "data.layout=mmsa", f"fusion={fusion}", "trainer.log_graph=false"]
+    unaligned = ["data.unaligned=true", "data.layout=mmsa", f"fusion={fusion}", "trainer.log_graph=false",
+                 "data.scale=0.02"]  # 26 clips to train on: 375 and 500 steps make every clip costly
     if fusion in STEPWISE:
         with pytest.raises(ConfigError, match=f"fusion={fusion}: it combines the modalities step by step.*"
                                               "data.align=resample or data.align=pool"):
@@ -180,7 +181,7 @@ def test_every_fusion_trains_on_unaligned_data_or_refuses_in_one_line(tmp_path, 
 
 @pytest.mark.parametrize("layout", ["mult", "handout"])
 def test_cross_attention_on_unaligned_files_of_each_layout(tmp_path, layout):
-    path = write(tmp_path, "d.pkl", unaligned=True, layout=layout)
+    path = write(tmp_path, "d.pkl", unaligned=True, layout=layout, scale=0.02)
     record = run_tiny(tmp_path / "run", "data=mosi", f"data.path={path}", "fusion=cross_attention",
                       "trainer.log_graph=false")
     assert record["status"] == "completed" and record["data"]["steps"] == {"text": 50, "audio": 375, "vision": 500}
