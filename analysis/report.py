@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.runs:
             runs = read_runs(args.runs)
+            if "part" not in runs:  # summarize.py's table: one sweep's runs, read as the study
+                runs = runs.assign(part="study")
             out = args.out or args.runs.parent
         else:
             folders, study = read_folders(args.folders)

@@ -238,6 +238,9 @@ def read_runs(file: Path) -> pd.DataFrame:
     text = ["path", "command", "configuration", "settings", "data", "loss", "metrics", "status", "reason", "commit",
             "device"]
     runs = pd.read_csv(file, dtype=dict.fromkeys(text, str))
+    missing = [c for c in [*text, *JSON_COLUMNS] if c not in runs and c != "robustness"]
+    if missing:
+        raise ValueError(f"{file}: not a runs table written by summarize.py or report.py (no {', '.join(missing)})")
     runs[text] = runs[text].fillna("")
     if "robustness" not in runs:  # a table written before runs kept their robustness pass
         runs["robustness"] = "{}"

@@ -186,3 +186,22 @@ def test_every_shipped_option_preset_and_experiment_passes_the_type_check():
         with open_dict(cfg):
             del cfg["hydra"]  # the job's config, as the app sees it
         check_settings(cfg)  # raises a ConfigError naming the key whose value its annotation refuses
+
+
+def test_report_reads_summarizes_runs_table_and_names_a_table_it_cannot_read(tmp_path, capsys):
+    """summarize.py's runs.csv has no `part` column (one sweep's runs: the study); a table missing a
+    column it needs is one line, exit 2 (both were AttributeError / KeyError tracebacks)."""
+    import pandas as pd
+
+    from analysis.report import main as report
+
+    table = pd.read_csv(ROOT / "report" / "runs.csv")
+    study = table[table.part == "study"].drop(columns="part")
+    study.to_csv(tmp_path / "runs.csv", index=False)
+    assert report(["--runs", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "out")]) == 0
+    assert "## 2.5." in (tmp_path / "out" / "REPORT.md").read_text()
+    study.drop(columns="changes").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SystemExit) as exit_:
+        report(["--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "bad.csv: not a runs table" in err[-1] and "no changes" in err[-1]
