@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis.labels import with_labels
 from analysis.published import is_synthetic
-from analysis.runs import load_runs, read_folders, read_runs, write_runs
+from analysis.runs import load_runs, output_folder, read_folders, read_runs, write_runs
 from analysis.sections import QUESTIONS, header, published, question_1, question_2, question_3, robustness
 from analysis.stats import ADJUSTMENTS
 from msa_ablate.metrics import SCORE_NAMES
@@ -65,15 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             runs = read_runs(args.runs)
             if "part" not in runs:  # summarize.py's table: one sweep's runs, read as the study
                 runs = runs.assign(part="study")
-            out = args.out or args.runs.parent
+            out = output_folder(args.out or args.runs.parent)
         else:
             folders, study = read_folders(args.folders)
             improved = load_runs(args.improved) if args.improved else study.iloc[:0]
             published_runs = [load_runs(args.published).assign(part="published")] if args.published else []
             runs = pd.concat([study.assign(part="study"), improved.assign(part="improved"), *published_runs],
                              ignore_index=True)
-            out = args.out or folders[0]
-            out.mkdir(parents=True, exist_ok=True)
+            out = output_folder(args.out or folders[0])
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     written = [report(runs, out, args.metric, args.adjust, args.designed_on)]

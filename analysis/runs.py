@@ -249,6 +249,17 @@ def read_runs(file: Path) -> pd.DataFrame:
     return runs
 
 
+def output_folder(folder: Path) -> Path:
+    """``folder``, made where it is not yet; a ValueError naming it where it cannot be (a file is there)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"--out {folder}: a file is in the way, not a folder") from None
+    except OSError as e:
+        raise ValueError(f"--out {folder}: cannot write there ({e.strerror or e})") from None
+    return folder
+
+
 def newest_sweep(root: Path = Path("multirun")) -> Path:
     """The most recent sweep folder (one holding multirun.yaml) under ``root`` that has runs; a
     sweep that stopped before its first job (a typo) is passed over."""

@@ -28,7 +28,7 @@ from analysis.plots import write_plots, write_robustness_plots
 from analysis.predictions import ensemble, with_bootstrap
 from analysis.render import FORMATS, ensemble_text, published_text, render, robustness_text, summary_head
 from analysis.robustness import robustness_table, usable
-from analysis.runs import read_folders, read_runs, write_runs
+from analysis.runs import output_folder, read_folders, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS
 from analysis.tables import beside_published, compare, one_factor_tables
 from msa_ablate.metrics import SCORE_NAMES
@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.split == "test" and runs["test_Corr"].isna().all() and runs["valid_Corr"].notna().any():
         parser.error("these runs never read the test split (trainer.evaluate_test=false, as in "
                      "hparams_search=optuna): use --split valid")
-    out = args.out or folders[0]
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = output_folder(args.out or folders[0])
+    except ValueError as e:
+        parser.error(str(e))
     written = [] if args.runs and out == args.runs.parent else [write_runs(runs, out / "runs.csv")]
 
     searches = {file: yaml.safe_load(file.read_text()) for file in (f / "optimization_results.yaml" for f in folders)

@@ -17,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from msa_ablate.errors import ConfigError, is_int, one_of, positive_int, positive_number, suggest
+from msa_ablate.errors import ConfigError, is_int, is_number, one_of, positive_int, positive_number, suggest
 from msa_ablate.metrics import LOWER_IS_BETTER, METRIC_SETS, SCORE_NAMES, metric_set
 from msa_ablate.signatures import check_types
 
@@ -138,6 +138,8 @@ def check_settings(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         positive_int(f"trainer.{key}", t[key])
     positive_number("trainer.lr", t.lr)
+    if not is_number(t.progress_every) or t.progress_every < 0:
+        raise ConfigError(f"trainer.progress_every={t.progress_every}: must be a number of seconds >= 0 (0: no lines)")
     if t.grad_clip is not None:
         positive_number("trainer.grad_clip", t.grad_clip)
     if t.patience is not None:

@@ -28,6 +28,7 @@ from torch import nn
 
 from msa_ablate.config import TrainerConfig
 from msa_ablate.data import MSAData, Split
+from msa_ablate.errors import UserError
 from msa_ablate.members import Members, members_of
 from msa_ablate.metrics import LOWER_IS_BETTER, regression_metrics
 from msa_ablate.optim import adam, cosine, per_epoch
@@ -40,8 +41,8 @@ MakeOptimizer = Callable[..., torch.optim.Optimizer]  # (parameters, lr=) -> opt
 MakeSchedule = Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]  # conf/scheduler/
 
 
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: the recipe's or the data's to fix, so one line, not a traceback."""
 
 
 @dataclass

@@ -205,3 +205,30 @@ def test_report_reads_summarizes_runs_table_and_names_a_table_it_cannot_read(tmp
         report(["--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out2")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and "bad.csv: not a runs table" in err[-1] and "no changes" in err[-1]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.lr=1e30"], "msa_ablate: error: non-finite training loss at epoch 1, step "),  # diverges at once
+    (["trainer.progress_every=-1"], "msa_ablate: error: trainer.progress_every=-1.0: must be a number of seconds"),
+], ids=["diverging run", "negative progress interval"])
+def test_a_diverging_run_and_a_negative_progress_interval_are_one_line(tmp_path, overrides, message):
+    result = main(*TINY, "trainer.log_graph=false", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.code == 2 and "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(message)
+    if "trainer.lr=1e30" in overrides:  # the record says so too
+        assert json.loads((tmp_path / "run" / "metrics.json").read_text())["reason"].startswith("TrainingDiverged")
+
+
+@pytest.mark.parametrize("command", ["summarize", "report"])
+def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, command):
+    from analysis.report import main as report
+    from analysis.summarize import main as summarize
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        {"summarize": summarize, "report": report}[command](
+            ["--runs", str(ROOT / "report" / "runs.csv"), "--out", str(tmp_path / "file"), *(
+                ["--no-plots"] if command == "summarize" else [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err[-1].endswith(f"--out {tmp_path / 'file'}: a file is in the way, not a folder")
