@@ -31,7 +31,7 @@ from analysis.robustness import robustness_table, usable
 from analysis.runs import output_folder, read_folders, read_runs, write_runs
 from analysis.stats import ADJUSTMENTS
 from analysis.tables import beside_published, compare, one_factor_tables
-from msa_ablate.metrics import SCORE_NAMES
+from msa_ablate.metrics import METRIC_SETS, SCORE_NAMES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         labelled, base, held = with_labels(runs, args.baseline)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))  # one line, exit 2
+    scored_by = sorted({m for name in set(runs.metrics) for m in METRIC_SETS.get(name, ())})
+    if args.metric != "loss" and args.metric not in scored_by:
+        parser.error(f"--metric {args.metric}: not a metric of these runs' data (they are scored by "
+                     f"{', '.join(scored_by)}, and loss)")
     if args.bootstrap < 0:
         parser.error(f"--bootstrap {args.bootstrap}: the number of resamples must be positive (0: none)")
     if args.metric == "loss" and (args.ensemble or args.bootstrap):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from msa_ablate.config import default_config  # (importing it registers the config schemas with Hydra)
 from msa_ablate.errors import UserError
 from msa_ablate.hydra_errors import one_line_errors
-from msa_ablate.jobs import run_job
+from msa_ablate.jobs import Terminated, run_job
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
@@ -48,5 +48,11 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    with one_line_errors():
-        main()
+    try:
+        with one_line_errors():
+            main()
+    except (KeyboardInterrupt, Terminated) as stop:  # the record says interrupted, the checkpoint resumes it
+        how = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        print(f"msa_ablate: interrupted ({how}): the run's record says so, and the same command goes on from its "
+              "last epoch", file=sys.stderr)
+        sys.exit(stop.code if isinstance(stop, Terminated) else 130)

@@ -1,10 +1,14 @@
 """Silent wrong results (issue 28): an Optuna search that maximises MAE, a NaN prediction scored as
 a negative clip, an evaluation of other data written over the run's own, a stale data fingerprint,
-a sweep's evaluation stopped by one failed run, and a completed run whose model is gone."""
+a sweep's evaluation stopped by one failed run, a completed run whose model is gone, untyped keys;
+and tracebacks where one line was due (a diverging run, Ctrl-C, SIGTERM, --out a file, ...)."""
 
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -232,3 +236,33 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, command):
                 ["--no-plots"] if command == "summarize" else [])])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and err[-1].endswith(f"--out {tmp_path / 'file'}: a file is in the way, not a folder")
+
+
+@pytest.mark.parametrize("signum, code, how", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_says_so_in_one_line(tmp_path, signum, code, how):
+    """Ctrl-C printed a 58-line traceback; SIGTERM printed nothing. Each now says what happened, once."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "msa_ablate", *TINY, "trainer.log_graph=false", "trainer.epochs=200",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists():  # after its first epoch
+        assert time.monotonic() < deadline and proc.poll() is None, "the run never checkpointed"
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and "Traceback" not in err
+    assert err.strip().splitlines() == [f"msa_ablate: interrupted ({how}): the run's record says so, and the same "
+                                        "command goes on from its last epoch"]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
+
+
+def test_a_metric_the_runs_data_is_not_scored_by_is_named_as_such(capsys):
+    """--metric Mult_acc_3 (CH-SIMS's) on MOSI-scored runs said 'no seed in common with the baseline'."""
+    from analysis.summarize import main as summarize
+
+    with pytest.raises(SystemExit) as exit_:
+        summarize(["--runs", str(ROOT / "report" / "runs.csv"), "--metric", "Mult_acc_3", "--no-plots"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and "--metric Mult_acc_3: not a metric of these runs' data" in err[-1]
