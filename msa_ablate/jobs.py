@@ -183,9 +183,11 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
         for folder, run_id in dict.fromkeys([(output_dir, key), *((f, i) for _, f, i in todo)]):
             set_aside(folder, run_id, data, resume)
     base = (records.resolved(default), default.hydra.runtime.choices) if default is not None else None
-    recs = [RunRecord(identity=run_id, seed=member.seed, choices=dict(choices), config=records.resolved(member),
-                      changes=records.changes(records.resolved(member), choices, *base) if base else None,
-                      varied=list(varied) or None, data={"fingerprint": data}) for member, _, run_id in todo]
+    configs = [records.resolved(member) for member, _, _ in todo]
+    recs = [RunRecord(identity=run_id, seed=member.seed, choices=dict(choices), config=config,
+                      changes=records.changes(config, choices, *base) if base else None,
+                      varied=list(varied) or None, data={"fingerprint": data})
+            for (member, _, run_id), config in zip(todo, configs)]
     # In this order: the checkpoint loads before the optimisers become graph-capturable, and the
     # progress display counts the graphed step (each callback wraps the step of those before it).
     callbacks = [Checkpoint(checkpoint, key, saved), *([CudaGraph()] if cfg.trainer.cuda_graph else []),

@@ -27,40 +27,46 @@ Features = Mapping[str, torch.Tensor]
 State = dict[str, torch.Tensor]
 
 
-class OneModel:
-    """One model as a training of one member: (1, B, ...) batches in, (1, B) scores out."""
-
-    size = 1
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __call__(self, x: Features) -> torch.Tensor:
-        return self.model({k: v[0] for k, v in x.items()}).unsqueeze(0)
-
-    def shared(self, x: Features) -> torch.Tensor:
-        return self.model(dict(x)).unsqueeze(0)
-
-    def parameters(self, k: int = 0) -> list[torch.Tensor]:
-        return list(self.model.parameters())
-
-    def train(self, mode: bool = True) -> None:
-        self.model.train(mode)
-
-    def member_state(self, k: int) -> State:
-        return {name: t.detach().clone() for name, t in self.model.state_dict().items()}
-
-    def load_member_state(self, k: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
-
-
-class SeedPack:
-    """K copies of one model's code, each with its own parameters; ``vmap`` over the member
-    dimension. Dropout draws a different mask for every member (``randomness="different"``)."""
+class Members:
+    """What the trainer asks of its members, each an nn.Module of its own (``models[k]``)."""
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
         self.models = list(models)
         self.size = len(self.models)
+
+    def parameters(self, k: int) -> list[torch.Tensor]:
+        return list(self.models[k].parameters())
+
+    def train(self, mode: bool = True) -> None:
+        for model in self.models:
+            model.train(mode)
+
+    def member_state(self, k: int) -> State:
+        return {name: t.detach().clone() for name, t in self.models[k].state_dict().items()}
+
+    def load_member_state(self, k: int, state: Mapping[str, torch.Tensor]) -> None:
+        self.models[k].load_state_dict(state)
+
+
+class OneModel(Members):
+    """One model as a training of one member: (1, B, ...) batches in, (1, B) scores out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__([model])
+
+    def __call__(self, x: Features) -> torch.Tensor:
+        return self.models[0]({k: v[0] for k, v in x.items()}).unsqueeze(0)
+
+    def shared(self, x: Features) -> torch.Tensor:
+        return self.models[0](dict(x)).unsqueeze(0)
+
+
+class SeedPack(Members):
+    """K copies of one model's code, each with its own parameters; ``vmap`` over the member
+    dimension. Dropout draws a different mask for every member (``randomness="different"``)."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        super().__init__(models)
         self.template = unrolled(self.models[0]).to("meta")  # structure only: the weights are the members'
         self.names = [name for name, _ in self.models[0].named_parameters()]
         self.buffer_names = [name for name, _ in self.models[0].named_buffers()]
@@ -82,22 +88,9 @@ class SeedPack:
         with attention_fast_path_off():
             return vmap(self._call, in_dims=(0, 0, None), randomness="different")(*self._stacked(), dict(x))
 
-    def parameters(self, k: int) -> list[torch.Tensor]:
-        return list(self.models[k].parameters())
-
     def train(self, mode: bool = True) -> None:
+        super().train(mode)
         self.template.train(mode)
-        for model in self.models:
-            model.train(mode)
-
-    def member_state(self, k: int) -> State:
-        return {name: t.detach().clone() for name, t in self.models[k].state_dict().items()}
-
-    def load_member_state(self, k: int, state: Mapping[str, torch.Tensor]) -> None:
-        self.models[k].load_state_dict(state)
-
-
-Members = OneModel | SeedPack
 
 
 def members_of(models: Sequence[nn.Module]) -> Members:
