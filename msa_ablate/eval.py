@@ -105,7 +105,11 @@ def load_run(folder: Path, data_overrides: Mapping[str, object], device: torch.d
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
         raise ConfigError(f"{weights}: not a model's weights ({type(e).__name__}); the run's own command with "
                           "resume=false trains it again") from None
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # torch lists every mismatching tensor: the first says enough
+        first = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise ConfigError(f"{weights}: not this run's model (its record builds another): {first}") from None
     return record, cfg, model.to(device).eval(), data, suffix
 
 
@@ -197,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             evaluated += 1
         except UserError as e:
             print(f"msa_ablate.eval: error: {e}", file=sys.stderr)
+        except OSError as e:  # results beside the record: a read-only run folder, a full disk
+            print(f"msa_ablate.eval: error: {folder}: cannot write its results there ({e.strerror or e})",
+                  file=sys.stderr)
     return 0 if evaluated else 2
 
 

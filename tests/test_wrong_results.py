@@ -20,6 +20,7 @@ from omegaconf import open_dict
 from msa_ablate import records
 from msa_ablate.config import check_settings
 from msa_ablate.data import fingerprint as fingerprints
+from msa_ablate.data.__main__ import main as inspect
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.eval import main as evaluate_main
 from msa_ablate.metrics import METRIC_SETS, regression_metrics
@@ -154,6 +155,45 @@ def test_a_model_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
     code, _, err = evaluate(tmp_path, capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model.pt" in err
 
+
+
+def test_another_configs_model_is_one_line(tmp_path, capsys):
+    """The model.pt of a run with another hidden size: was a 20-line RuntimeError of size mismatches."""
+    run_tiny(tmp_path / "run", *FAST)
+    run_tiny(tmp_path / "other", *FAST, "model.hidden=16")
+    (tmp_path / "run" / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
+    code, _, err = evaluate(tmp_path / "run", capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "model.pt: not this run's model" in err and "size mismatch" in err
+
+
+def test_an_evaluation_that_cannot_write_its_results_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only run folder (root, as CI runs, writes anywhere: the refusal is simulated): was a traceback."""
+    run_tiny(tmp_path, *FAST)
+    def refuse(file, value):
+        raise PermissionError(13, "Permission denied", str(file))
+    monkeypatch.setattr(records, "write_json", refuse)
+    code, _, err = evaluate(tmp_path, capsys=capsys)
+    assert code == 2 and err.strip() == f"msa_ablate.eval: error: {tmp_path}: cannot write its results there " \
+                                        "(Permission denied)"
+
+
+def test_the_inspector_on_string_labels_is_one_line(tmp_path, capsys):
+    """Labels stored as text: was a TypeError traceback from the inspector's range guess."""
+    arrays = synthetic_arrays(seed=0, scale=0.02)
+    for split in arrays.values():
+        split["labels"] = np.asarray(split["labels"]).astype(str).astype(object)
+    (tmp_path / "text_labels.pkl").write_bytes(pickle.dumps(arrays))
+    assert inspect([str(tmp_path / "text_labels.pkl")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "['labels']: labels must be real numbers" in err
+
+def test_an_output_folder_name_too_long_is_one_line(tmp_path):
+    """A 5,000-character hydra.run.dir: was an OSError traceback (File name too long), after a warning."""
+    result = main(*FAST, f"hydra.run.dir={tmp_path / ('x' * 5000)}")
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("msa_ablate: error: hydra.run.dir=") and "characters): cannot write there" \
+        in result.stderr
 
 # Issue 28, case 1: a key the model reads as a bool took any string (`off` is truthy), so the run trained
 # the baseline under the name of an ablation. Every key is now typed by what reads it.

@@ -41,7 +41,8 @@ def inspect(path: str) -> dict:
     raw, source = read_pickle(path)
     labels = np.concatenate([np.asarray(raw[s].get("labels", raw[s].get("regression_labels"))).reshape(-1)
                              for s in raw if isinstance(raw[s], dict)]) if isinstance(raw, dict) else np.zeros(0)
-    label_range = (-1.0, 1.0) if labels.size and np.abs(labels).max() <= 1 else (-3.0, 3.0)
+    numeric = labels.dtype.kind in "iuf"  # other labels: from_arrays names the file and key
+    label_range = (-1.0, 1.0) if numeric and labels.size and np.abs(labels).max() <= 1 else (-3.0, 3.0)
     data = from_arrays(raw, source=source, clip_labels=True, label_range=label_range)
     name, why = layout(raw)
     train = data.splits["train"]
