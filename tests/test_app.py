@@ -32,7 +32,8 @@ def test_default_config_is_the_handout_baseline():
 def test_one_run_writes_metrics_and_tensorboard(tmp_path):
     """In a process of its own, as a user types it."""
     out = tmp_path / "run"
-    proc = cli(*TINY, "trainer.epochs=2", "seed=7", "trainer.progress_every=0.01", f"hydra.run.dir={out}", cwd=tmp_path)
+    proc = cli(*TINY, "trainer.epochs=2", "seed=7", "trainer.progress_every=0.01", "trainer.log_graph=true",
+               f"hydra.run.dir={out}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     # progress as plain lines, not a bar: the output is no terminal; the last line says where the run is and how it did
     assert "epoch 2/2, step 4/4: " in proc.stdout and "left" in proc.stdout and "\r" not in proc.stdout + proc.stderr
@@ -66,7 +67,7 @@ def test_one_run_writes_metrics_and_tensorboard(tmp_path):
 
 def test_multirun_writes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    result = main("-m", *TINY, "trainer.log_graph=false", "seed=1,2", f"hydra.sweep.dir={sweep}")
+    result = main("-m", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     folders = sorted(p.name for p in sweep.iterdir() if p.is_dir())  # named after each job's overrides
     assert folders == [f"data.scale=0.05,seed={s},trainer.device=cpu,trainer.epochs=1" for s in (1, 2)]

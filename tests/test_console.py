@@ -25,7 +25,7 @@ from tests.conftest import ROOT, TINY, cli, compose_config, main
 
 def test_tensorboard_lists_runs_by_what_they_are_and_the_swept_setting_first(tmp_path):
     sweep = tmp_path / "sweep"
-    assert main("-m", *TINY, "trainer.log_graph=false", "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}").code == 0
+    assert main("-m", *TINY, "loss=mse,l1", "seed=1,2", f"hydra.sweep.dir={sweep}").code == 0
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert runs == [f"data.scale=0.05,loss={loss},seed={s},trainer.device=cpu,trainer.epochs=1"
                     for loss in ("l1", "mse") for s in (1, 2)]
@@ -40,7 +40,7 @@ def test_tensorboard_lists_runs_by_what_they_are_and_the_swept_setting_first(tmp
 
 def test_the_analysis_takes_the_newest_sweep_with_runs_and_says_which(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main("-m", *TINY, "trainer.log_graph=false", "seed=1,2", "hydra.sweep.dir=multirun/a").code == 0
+    assert main("-m", *TINY, "seed=1,2", "hydra.sweep.dir=multirun/a").code == 0
     assert main("-m", *TINY, "encoder=lstm,lstmm", "hydra.sweep.dir=multirun/b").code == 2  # a typo: no folder
     assert summarize(["--no-plots"]) == 0
     assert "the newest sweep: multirun/a" in capsys.readouterr().err
@@ -69,7 +69,7 @@ def test_progress_lines_say_how_far_a_run_is_and_how_long_is_left(monkeypatch, c
 
 
 def test_a_run_whose_output_is_no_terminal_prints_plain_progress_lines(tmp_path):
-    done = cli(*TINY, "trainer.log_graph=false", "trainer.progress_every=0.001", f"hydra.run.dir={tmp_path}",
+    done = cli(*TINY, "trainer.progress_every=0.001", f"hydra.run.dir={tmp_path}",
                cwd=tmp_path)
     console = done.stdout + done.stderr
     assert done.returncode == 0 and "\r" not in console

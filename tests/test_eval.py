@@ -14,8 +14,7 @@ from msa_ablate.robustness import PERTURBATIONS, robustness
 from msa_ablate.run import build_loss
 from tests.conftest import run_tiny, run_tiny_records
 
-FAST = ["trainer.log_graph=false"]
-SMALL = [*FAST, "data.scale=0.02"]  # for what the robustness pass does, not what it finds: 14 test clips
+SMALL = ["data.scale=0.02"]  # for what the robustness pass does, not what it finds: 14 test clips
 MARGIN = 0.10  # as in test_known_answers: over three seed standard deviations of test Corr at this size
 
 
@@ -26,7 +25,7 @@ def evaluate(*args: str, capsys) -> tuple[int, str, str]:
 
 
 def test_the_evaluator_gives_a_runs_test_metrics_exactly_and_leaves_its_record(tmp_path, capsys):
-    record = run_tiny(tmp_path, *FAST)
+    record = run_tiny(tmp_path)
     before = (tmp_path / "metrics.json").read_bytes()
     code, out, _ = evaluate(tmp_path, capsys=capsys)
     assert code == 0 and f"Corr {record['test']['Corr']:.4f}" in out
@@ -41,7 +40,7 @@ def test_the_evaluator_gives_a_runs_test_metrics_exactly_and_leaves_its_record(t
 
 def test_the_evaluator_scores_another_file_and_refuses_one_the_model_does_not_fit(tmp_path, capsys):
     run = tmp_path / "run"
-    record = run_tiny(run, *FAST)
+    record = run_tiny(run)
     other = synthetic_arrays(scale=0.05, seed=0)
     (tmp_path / "same.pkl").write_bytes(pickle.dumps(other))
     code, out, _ = evaluate(run, f"data.path={tmp_path / 'same.pkl'}", "split=valid", capsys=capsys)
@@ -71,7 +70,7 @@ def test_the_evaluator_scores_another_file_and_refuses_one_the_model_does_not_fi
     (["robustness=maybe"], "robustness=maybe: must be true or false"),
 ])
 def test_bad_evaluator_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
-    run_tiny(tmp_path, *FAST)
+    run_tiny(tmp_path)
     code, _, err = evaluate(tmp_path, *args, capsys=capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -85,7 +84,7 @@ def test_a_folder_without_a_finished_run_is_one_line_and_exit_2(tmp_path, capsys
 def baseline(tmp_path_factory):
     """The baseline trained as test_known_answers trains its runs (30% of MOSI, 8 epochs, seed 1)."""
     out = tmp_path_factory.mktemp("baseline")
-    run_tiny(out, "data.scale=0.3", "trainer.epochs=8", "seed=1", *FAST)
+    run_tiny(out, "data.scale=0.3", "trainer.epochs=8", "seed=1")
     _, cfg, model, data, _ = load_run(out, {}, torch.device("cpu"))
     return model, data, build_loss(cfg), robustness(model, data, build_loss(cfg))
 

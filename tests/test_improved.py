@@ -34,7 +34,7 @@ def test_preset_composes_to_the_new_options_and_trains(tmp_path):
     model = OmegaConf.to_container(compose_config("+preset=improved").model)
     assert model["input_dropout"] == {"text": 0.7, "audio": 0.5, "vision": 0.5}
     assert model["input_rank"] == {"text": 30}
-    record = run_tiny(tmp_path, "+preset=improved", "trainer.log_graph=false")
+    record = run_tiny(tmp_path, "+preset=improved")
     assert record["status"] == "completed"
     assert all(v is None or v == v for v in record["test"].values())
 

@@ -19,8 +19,7 @@ MARGIN = 0.10
 @pytest.fixture(scope="module")
 def corr(tmp_path_factory) -> dict[str, float]:
     out = tmp_path_factory.mktemp("modalities")
-    return {m: run_tiny(out / m, f"modalities={m}", "data.scale=0.3", "trainer.epochs=8", "seed=1",
-                        "trainer.log_graph=false")["test"]["Corr"]
+    return {m: run_tiny(out / m, f"modalities={m}", "data.scale=0.3", "trainer.epochs=8", "seed=1")["test"]["Corr"]
             for m in ("t", "a", "v", "ta", "tv", "va")}
 
 

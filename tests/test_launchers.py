@@ -9,7 +9,6 @@ import yaml
 from msa_ablate.run import resolve_device
 from tests.conftest import TINY, cli, compose_config, main
 
-QUICK = [*TINY, "trainer.log_graph=false"]
 
 
 def completed_seeds(sweep) -> list[int]:
@@ -21,7 +20,7 @@ def completed_seeds(sweep) -> list[int]:
 @pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
 def test_a_two_job_sweep_through_a_launcher_plugin(tmp_path, launcher):
     sweep = tmp_path / "sweep"
-    proc = cli("-m", f"hydra/launcher={launcher}", *QUICK, "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = cli("-m", f"hydra/launcher={launcher}", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert completed_seeds(sweep) == [1, 2]
     launched = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["launcher"]["_target_"]
@@ -47,7 +46,7 @@ def test_auto_device_is_round_robin_over_gpus(monkeypatch, job_num, gpus, expect
 
 def test_optuna_search_uses_valid_only(tmp_path):
     sweep = tmp_path / "search"
-    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *QUICK, f"hydra.sweep.dir={sweep}")
+    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY, f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert len(records) == 3 and all(r["status"] == "completed" for r in records)

@@ -109,7 +109,7 @@ def test_pairwise_set_covers_every_allowed_pair():
 @pytest.mark.parametrize("row", pairwise_rows(OPTIONS, allowed), ids=lambda r: ",".join(r.values()))
 def test_pairwise_combination_trains(tmp_path: Path, row):
     """Every option meets every option of every other group in some trained run."""
-    record = run_tiny(tmp_path, *(f"{g}={o}" for g, o in row.items()), "trainer.log_graph=false",
+    record = run_tiny(tmp_path, *(f"{g}={o}" for g, o in row.items()),
                       "data.scale=0.02")  # that each pair trains, not how well: 26 clips do
     assert record["status"] == "completed"
     assert record["n_params"] > 0 and all(v is None or v == v for v in record["test"].values())
@@ -121,7 +121,7 @@ def test_pairwise_combination_trains(tmp_path: Path, row):
     ["loss=huber", "loss.delta=0.5"],
 ], ids=" ".join)
 def test_settings_beyond_the_defaults_train(tmp_path, overrides):
-    assert run_tiny(tmp_path, *overrides, "trainer.log_graph=false")["status"] == "completed"
+    assert run_tiny(tmp_path, *overrides)["status"] == "completed"
 
 
 @pytest.mark.parametrize("modalities", sorted(SINGLE))

@@ -18,7 +18,6 @@ from msa_ablate.train import TrainingDiverged, fit, seed_everything
 from tests.conftest import ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
 from tests.test_options import options
 
-FAST = ["trainer.log_graph=false"]
 
 
 @pytest.mark.parametrize("rnn", [
@@ -95,7 +94,7 @@ def test_a_packed_member_equals_its_seed_trained_alone(recipe):
     "head=linear", "modalities=t", "encoder.num_layers=2", "+preset=improved", "encoder=birnn encoder.cell=gru",
 ])
 def test_every_option_trains_in_a_pack(tmp_path, option):
-    records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]", *FAST,
+    records = run_tiny_records(tmp_path, *option.split(), "trainer.pack_seeds=true", "seeds=[1,2]",
                                "data.scale=0.02")  # that every option packs, not how well: 26 clips do
     assert [r["seed"] for r in records] == [1, 2]
     assert all(r["status"] == "completed" and r["pack_size"] == 2 for r in records)
@@ -121,18 +120,18 @@ def test_dropout_draws_a_different_mask_per_member():
 
 
 def test_a_completed_pack_is_skipped_and_a_longer_seed_list_trains_only_the_new_seeds(tmp_path):
-    first = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
-    again = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2,3]", *FAST)
+    first = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]")
+    again = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2,3]")
     assert again[:2] == first  # read back, not retrained
     assert again[2]["seed"] == 3 and again[2]["pack_size"] == 1
     # the plain run of seed 3 is the same computation as the pack's member of one
-    alone = run_tiny(tmp_path / "alone", "seed=3", *FAST)
+    alone = run_tiny(tmp_path / "alone", "seed=3")
     assert alone["test"] == pytest.approx(again[2]["test"], rel=1e-5)
 
 
 def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
     sweep = tmp_path / "sweep"
-    result = main("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", *FAST, "loss=mse,l1",
+    result = main("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", "loss=mse,l1",
                   "trainer.pack_seeds=true", "seeds=[1,2,3]", f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     runs = load_runs([sweep])
@@ -188,13 +187,13 @@ def test_a_job_with_a_diverged_member_fails_keeps_the_others_and_retrains_only_i
     import msa_ablate.run
     monkeypatch.setattr(msa_ablate.run, "fit", poisoned(1))
     with pytest.raises(TrainingDiverged, match="seed 2: non-finite training loss at epoch 1, step 1"):
-        run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+        run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]")
     first = json.loads((tmp_path / "seed_1" / "metrics.json").read_text())
     failed = json.loads((tmp_path / "seed_2" / "metrics.json").read_text())
     assert first["status"] == "completed" and first["test"]
     assert failed["status"] == "failed" and failed["reason"].startswith("TrainingDiverged: non-finite")
     monkeypatch.setattr(msa_ablate.run, "fit", fit)  # relaunched, nothing poisoned
-    records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]", *FAST)
+    records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]")
     assert records[0] == first and records[1]["status"] == "completed" and records[1]["pack_size"] == 1
 
 

@@ -9,11 +9,10 @@ from msa_ablate.metrics import regression_metrics
 from msa_ablate.run import build_model, load_data
 from tests.conftest import compose_config, run_tiny, run_tiny_records
 
-FAST = ["trainer.log_graph=false"]
 
 
 def test_the_predictions_give_the_records_metrics_and_the_weights_give_the_predictions(tmp_path):
-    record = run_tiny(tmp_path, *FAST)
+    record = run_tiny(tmp_path)
     table = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
     assert list(table.columns) == ["split", "index", "id", "label", "prediction"]
     sizes = record["data"]["sizes"]
@@ -25,7 +24,7 @@ def test_the_predictions_give_the_records_metrics_and_the_weights_give_the_predi
         scores = regression_metrics(rows.prediction.to_numpy(np.float32), rows.label.to_numpy(np.float32), (-3, 3))
         assert scores == pytest.approx({k: v for k, v in record[split].items() if k != "loss"}, abs=1e-6)
 
-    cfg = compose_config(*FAST)
+    cfg = compose_config()
     data = load_data(cfg)
     model = build_model(cfg, data, record["choices"])
     model.load_state_dict(torch.load(tmp_path / "model.pt"))
@@ -36,12 +35,12 @@ def test_the_predictions_give_the_records_metrics_and_the_weights_give_the_predi
 
 
 def test_a_run_that_never_reads_test_keeps_no_test_predictions(tmp_path):
-    run_tiny(tmp_path, *FAST, "trainer.evaluate_test=false")
+    run_tiny(tmp_path, "trainer.evaluate_test=false")
     assert set(pd.read_csv(tmp_path / "predictions.csv").split) == {"valid"}
 
 
 def test_each_member_of_a_seed_pack_keeps_its_own(tmp_path):
-    records = run_tiny_records(tmp_path, *FAST, "trainer.pack_seeds=true", "seeds=[1,2]")
+    records = run_tiny_records(tmp_path, "trainer.pack_seeds=true", "seeds=[1,2]")
     tables = [pd.read_csv(tmp_path / f"seed_{r['seed']}" / "predictions.csv") for r in records]
     assert all((tmp_path / f"seed_{r['seed']}" / "model.pt").exists() for r in records)
     assert not np.allclose(tables[0].prediction, tables[1].prediction)

@@ -13,7 +13,6 @@ from analysis.report import main as report_main
 from tests.conftest import ROOT, TINY, compose_config, main
 from tests.test_options import options
 
-FAST = [*TINY, "trainer.log_graph=false"]
 STUDY_GROUPS = ("encoder", "layernorm", "modalities", "loss", "fusion")
 
 
@@ -82,7 +81,7 @@ def test_a_new_fusion_is_one_class_and_one_yaml(tmp_path, monkeypatch):
     assert "max_pool" in options("fusion", conf)
 
     sweep = tmp_path / "study"
-    result = main("-m", "--config-dir", str(extra), "+experiment=study", "seed=1", *FAST, "data.scale=0.02",
+    result = main("-m", "--config-dir", str(extra), "+experiment=study", "seed=1", *TINY, "data.scale=0.02",
                   f"hydra.sweep.dir={sweep}")  # 27 jobs: what joins the study, not how well it does
     GlobalHydra.instance().clear()
     assert result.code == 0, result.stderr
@@ -106,7 +105,7 @@ def test_a_new_fusion_is_one_class_and_one_yaml(tmp_path, monkeypatch):
 
 def test_improved_experiment_pairs_it_with_the_baseline_and_reports_question_3(tmp_path):
     sweep = tmp_path / "improved"
-    result = main("-m", "+experiment=improved", "seed=1,2", *FAST, f"hydra.sweep.dir={sweep}")
+    result = main("-m", "+experiment=improved", "seed=1,2", *TINY, f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     pairs = sorted((r["choices"]["encoder"], r["seed"]) for r in jobs(sweep))
     assert pairs == [("conv_birnn", 1), ("conv_birnn", 2), ("lstm", 1), ("lstm", 2)]

@@ -31,12 +31,11 @@ def model_of(*overrides: str, dims: dict[str, int] = MULT_DIMS) -> torch.nn.Modu
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_each_preset_trains_on_the_built_in_data_and_on_an_aligned_mosi_file(tmp_path, preset):
-    record = run_tiny(tmp_path / "synthetic", f"+preset={preset}", "trainer.log_graph=false")
+    record = run_tiny(tmp_path / "synthetic", f"+preset={preset}")
     assert record["status"] == "completed" and record["changes"]["+preset"] == preset
     path = tmp_path / "mosi_data.pkl"
     path.write_bytes(pickle.dumps(mult_file()))
-    record = run_tiny(tmp_path / "file", "data=mosi", f"data.path={path}", f"+preset={preset}",
-                      "trainer.log_graph=false")
+    record = run_tiny(tmp_path / "file", "data=mosi", f"data.path={path}", f"+preset={preset}")
     assert record["status"] == "completed" and record["data"]["dims"] == MULT_DIMS
     assert all(v == v for v in record["test"].values())
 

@@ -21,7 +21,6 @@ from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.jobs import Terminated
 from tests.conftest import ROOT, TINY, main, run_tiny
 
-FAST = [*TINY, "trainer.log_graph=false"]
 
 
 
@@ -54,7 +53,7 @@ def test_the_record_is_typed_its_file_round_trips_and_docs_outputs_lists_every_f
     assert {f.name for f in dataclasses.fields(records.RunRecord)} <= documented | {"reason"}
 
 def test_a_record_says_what_ran_on_which_data_with_which_code(tmp_path):
-    record = run_tiny(tmp_path / "a", *FAST, "seed=5")
+    record = run_tiny(tmp_path / "a", "seed=5")
     assert re.fullmatch(r"[0-9a-f]{16}", record["identity"])
     config = record["config"]
     assert config["seed"] == 5 and config["model"]["encoder"]["_target_"].endswith("LSTMEncoder")  # resolved
@@ -65,20 +64,20 @@ def test_a_record_says_what_ran_on_which_data_with_which_code(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{40}", p["git_commit"]) and isinstance(p["git_dirty"], bool)  # a checkout
     assert p["torch"] and p["hydra"] and p["python"] and p["device"].startswith("cpu")
     # what changes nothing a run computes is not its identity; what does, is
-    assert run_tiny(tmp_path / "b", *FAST, "seed=5", "trainer.keep_checkpoint=true")["identity"] == record["identity"]
-    assert run_tiny(tmp_path / "c", *FAST, "seed=5", "trainer.lr=2e-3")["identity"] != record["identity"]
+    assert run_tiny(tmp_path / "b", "seed=5", "trainer.keep_checkpoint=true")["identity"] == record["identity"]
+    assert run_tiny(tmp_path / "c", "seed=5", "trainer.lr=2e-3")["identity"] != record["identity"]
 
 
 def test_sweeping_other_values_into_the_same_folder_keeps_every_result(tmp_path):
     sweep = tmp_path / "sweep"
     for seeds in ("1,2", "3,4"):
-        assert main("-m", *FAST, f"seed={seeds}", f"hydra.sweep.dir={sweep}").code == 0
+        assert main("-m", *TINY, f"seed={seeds}", f"hydra.sweep.dir={sweep}").code == 0
     runs = load_runs([sweep])
     assert sorted(runs.seed) == [1, 2, 3, 4] and set(runs.status) == {"completed"}
 
-    again = main("-m", *FAST, "seed=1,2", f"hydra.sweep.dir={sweep}")
+    again = main("-m", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}")
     assert f"{sweep}: 2 jobs, 0 completed, 2 skipped (completed before), 0 failed" in again.stdout
-    redo = main("-m", *FAST, "seed=1,2", "resume=false", f"hydra.sweep.dir={sweep}")
+    redo = main("-m", *TINY, "seed=1,2", "resume=false", f"hydra.sweep.dir={sweep}")
     assert redo.code == 0 and "resume=false: this run's earlier result runs again; its files moved to" in redo.stdout
     runs = load_runs([sweep])  # the earlier results of seeds 1 and 2 are still there, each found once
     assert sorted(runs.seed) == [1, 1, 2, 2, 3, 4] and set(runs.status) == {"completed"}
@@ -88,7 +87,7 @@ def test_sweeping_other_values_into_the_same_folder_keeps_every_result(tmp_path)
 def test_a_data_file_replaced_at_the_same_path_runs_again(tmp_path):
     data = tmp_path / "mosi.pkl"
     data.write_bytes(pickle.dumps(synthetic_arrays(seed=0, scale=0.05)))
-    run = [*FAST[1:], "data=mosi", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"]
+    run = [*TINY[1:], "data=mosi", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"]
     first = main(*run)
     assert first.code == 0, first.stderr
     old = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -106,8 +105,8 @@ def test_a_data_file_replaced_at_the_same_path_runs_again(tmp_path):
 
 
 def test_a_reused_run_folder_never_mixes_two_runs_events(tmp_path):
-    run_tiny(tmp_path, *FAST, "trainer.epochs=2")
-    run_tiny(tmp_path, *FAST, "trainer.epochs=3", "seed=5")
+    run_tiny(tmp_path, "trainer.epochs=2")
+    run_tiny(tmp_path, "trainer.epochs=3", "seed=5")
     for folder, epochs in ((tmp_path, 3), (tmp_path / "previous" / "1", 2)):
         [events] = folder.glob("events.out.tfevents.*")  # one event file each, the run's own
         assert len(EventAccumulator(str(folder)).Reload().Scalars("loss/train")) == epochs
@@ -117,7 +116,7 @@ def test_a_reused_run_folder_never_mixes_two_runs_events(tmp_path):
 
 def test_a_truncated_checkpoint_costs_an_epoch_not_the_job(tmp_path, caplog):
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02}q\x00(X\x03")  # the first bytes of a pickle, cut
-    record = run_tiny(tmp_path, *FAST)
+    record = run_tiny(tmp_path)
     assert record["status"] == "completed"
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith(f"{tmp_path / 'checkpoint.pt'}: unreadable checkpoint (") and "afresh" in warning
@@ -136,14 +135,14 @@ def test_sigterm_records_the_run_as_interrupted_and_keeps_its_checkpoint(tmp_pat
 
     monkeypatch.setattr(msa_ablate.train, "evaluate", terminated_at_epoch_2)
     with pytest.raises(Terminated) as stopped:
-        run_tiny(tmp_path, *FAST, "trainer.epochs=3")
+        run_tiny(tmp_path, "trainer.epochs=3")
     assert stopped.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler does not outlive the run
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert (record["status"], record["reason"]) == ("interrupted", "SIGTERM")
     assert (tmp_path / "checkpoint.pt").exists()
     monkeypatch.setattr(msa_ablate.train, "evaluate", evaluate)
-    assert run_tiny(tmp_path, *FAST, "trainer.epochs=3")["status"] == "completed"
+    assert run_tiny(tmp_path, "trainer.epochs=3")["status"] == "completed"
     assert not (tmp_path / "previous").exists()  # continued, not started afresh
 
 
@@ -173,7 +172,7 @@ def test_a_bad_setting_in_a_sweep_fails_its_job_in_one_line(tmp_path, bad, messa
     key, _, value = bad.partition("=")
     loss = ["loss=huber"] if key.startswith("loss") else []
     sweep = tmp_path / "sweep"
-    result = main("-m", *FAST, *loss, f"{key}={value},1", f"hydra.sweep.dir={sweep}")
+    result = main("-m", *TINY, *loss, f"{key}={value},1", f"hydra.sweep.dir={sweep}")
     assert result.code == 1 and "Traceback" not in result.stderr
     [error] = result.stderr.splitlines()
     assert error.startswith("msa_ablate: error: job 0 (") and error.endswith(f"ConfigError: {message}")

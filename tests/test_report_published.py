@@ -169,7 +169,7 @@ def test_a_real_tiny_published_sweep(tmp_path):
                                                .replace("seed: 1,2,3,4,5", "seed: 1,2"))
     sweep = tmp_path / "sweep"
     result = run_main("-m", "--config-dir", str(tmp_path / "conf"), "+experiment=published_tiny", *TINY,
-                      "trainer.log_graph=false", f"hydra.sweep.dir={sweep}")
+                      f"hydra.sweep.dir={sweep}")
     GlobalHydra.instance().clear()
     assert result.code == 0, result.stderr
     records = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]

@@ -17,7 +17,6 @@ import msa_ablate.train
 from msa_ablate.jobs import LOCK
 from tests.conftest import ROOT, TINY, main, run_tiny
 
-FAST = ["trainer.log_graph=false"]
 
 
 def stop_at_epoch(monkeypatch, epoch: int, exception: BaseException):
@@ -34,27 +33,27 @@ def stop_at_epoch(monkeypatch, epoch: int, exception: BaseException):
 
 
 def test_a_completed_job_is_skipped_unless_resume_false(tmp_path):
-    first = run_tiny(tmp_path, *FAST)
+    first = run_tiny(tmp_path)
     stamp = (tmp_path / "metrics.json").stat().st_mtime_ns
-    assert run_tiny(tmp_path, *FAST) == first
+    assert run_tiny(tmp_path) == first
     assert (tmp_path / "metrics.json").stat().st_mtime_ns == stamp
-    run_tiny(tmp_path, *FAST, "seed=3")  # another configuration in the folder: it runs, the first is set aside
+    run_tiny(tmp_path, "seed=3")  # another configuration in the folder: it runs, the first is set aside
     assert json.loads((tmp_path / "metrics.json").read_text())["seed"] == 3
     assert json.loads((tmp_path / "previous" / "1" / "metrics.json").read_text()) == first
-    run_tiny(tmp_path, *FAST, "seed=3", "resume=false")  # runs again; the earlier seed-3 result is kept too
+    run_tiny(tmp_path, "seed=3", "resume=false")  # runs again; the earlier seed-3 result is kept too
     assert [json.loads((tmp_path / "previous" / n / "metrics.json").read_text())["seed"] for n in "12"] == [42, 3]
     assert (tmp_path / "metrics.json").stat().st_mtime_ns != stamp
 
 
 def test_a_killed_run_continues_to_the_same_metrics(tmp_path, monkeypatch):
-    clean = run_tiny(tmp_path / "clean", *FAST, "trainer.epochs=3")
+    clean = run_tiny(tmp_path / "clean", "trainer.epochs=3")
     with monkeypatch.context() as m:
         stop_at_epoch(m, 3, RuntimeError("killed"))
         with pytest.raises(RuntimeError):
-            run_tiny(tmp_path / "killed", *FAST, "trainer.epochs=3")
+            run_tiny(tmp_path / "killed", "trainer.epochs=3")
     assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["status"] == "failed"
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
-    resumed = run_tiny(tmp_path / "killed", *FAST, "trainer.epochs=3")
+    resumed = run_tiny(tmp_path / "killed", "trainer.epochs=3")
     assert len(resumed["history"]) == len(clean["history"]) == 3
     for epoch, expected in zip(resumed["history"], clean["history"]):
         assert epoch == pytest.approx(expected)
@@ -64,7 +63,7 @@ def test_a_killed_run_continues_to_the_same_metrics(tmp_path, monkeypatch):
 
 
 def test_keep_checkpoint(tmp_path):
-    run_tiny(tmp_path, *FAST, "trainer.keep_checkpoint=true")
+    run_tiny(tmp_path, "trainer.keep_checkpoint=true")
     assert (tmp_path / "checkpoint.pt").exists()
 
 
@@ -73,7 +72,7 @@ def test_ctrl_c_or_preemption_marks_the_run_interrupted_and_keeps_its_events(tmp
     """SystemExit: how submitit's requeue on preemption stops a job."""
     stop_at_epoch(monkeypatch, 2, stop)
     with pytest.raises(type(stop)):
-        run_tiny(tmp_path, *FAST, "trainer.epochs=2")
+        run_tiny(tmp_path, "trainer.epochs=2")
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "interrupted" and record["reason"] == type(stop).__name__
     assert list(tmp_path.glob("events.out.tfevents.*"))
@@ -81,7 +80,7 @@ def test_ctrl_c_or_preemption_marks_the_run_interrupted_and_keeps_its_events(tmp
 
 def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
-    result = main("-m", *TINY, *FAST, "fusion=cross_attention", "modalities=t,tva", f"hydra.sweep.dir={sweep}")
+    result = main("-m", *TINY, "fusion=cross_attention", "modalities=t,tva", f"hydra.sweep.dir={sweep}")
     assert result.code == 1
     [error] = result.stderr.splitlines()  # the failed job, named in one line; no traceback
     assert error.startswith("msa_ablate: error: job 0 (") and "fusion=cross_attention needs two modalities" in error
@@ -95,7 +94,7 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
     """SIGKILL while job 1 trains (after its first epoch, of 8), then the same command again: 3 runs,
     each seed once."""
     sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, *FAST, "trainer.epochs=8", "seed=1,2,3",
+    args = [sys.executable, "-m", "msa_ablate", "-m", *TINY, "trainer.epochs=8", "seed=1,2,3",
             f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -123,10 +122,10 @@ def test_a_sweep_killed_mid_job_ends_with_every_run_exactly_once(tmp_path):
 def test_a_second_job_in_a_run_folder_waits_for_the_first_and_keeps_both_results(tmp_path):
     """The folder is locked while a job runs: a second process (another seed here) waits, then sets
     the first's completed run aside, whole, and trains its own; neither record is lost."""
-    run_tiny(tmp_path, *FAST, "seed=1")
+    run_tiny(tmp_path, "seed=1")
     stamp, results = (tmp_path / "metrics.json").stat().st_mtime_ns, []
     with FileLock(tmp_path / LOCK):  # a job still running there holds it
-        second = threading.Thread(target=lambda: results.append(run_tiny(tmp_path, *FAST, "seed=2")))
+        second = threading.Thread(target=lambda: results.append(run_tiny(tmp_path, "seed=2")))
         second.start()
         second.join(1.5)
         assert second.is_alive() and (tmp_path / "metrics.json").stat().st_mtime_ns == stamp  # waiting, untouched
@@ -137,7 +136,7 @@ def test_a_second_job_in_a_run_folder_waits_for_the_first_and_keeps_both_results
 
 
 def test_two_identical_runs_started_together_train_once(tmp_path):
-    args = [sys.executable, "-m", "msa_ablate", *TINY, *FAST, f"hydra.run.dir={tmp_path / 'run'}"]
+    args = [sys.executable, "-m", "msa_ablate", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for _ in range(2)]

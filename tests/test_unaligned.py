@@ -168,7 +168,7 @@ def test_the_stepwise_fusions_are_those_that_read_the_steps_together():
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_every_fusion_trains_on_unaligned_data_or_refuses_in_one_line(tmp_path, fusion):
-    unaligned = ["data.unaligned=true", "data.layout=mmsa", f"fusion={fusion}", "trainer.log_graph=false",
+    unaligned = ["data.unaligned=true", "data.layout=mmsa", f"fusion={fusion}",
                  "data.scale=0.02"]  # 26 clips to train on: 375 and 500 steps make every clip costly
     if fusion in STEPWISE:
         with pytest.raises(ConfigError, match=f"fusion={fusion}: it combines the modalities step by step.*"
@@ -182,14 +182,13 @@ def test_every_fusion_trains_on_unaligned_data_or_refuses_in_one_line(tmp_path, 
 @pytest.mark.parametrize("layout", ["mult", "handout"])
 def test_cross_attention_on_unaligned_files_of_each_layout(tmp_path, layout):
     path = write(tmp_path, "d.pkl", unaligned=True, layout=layout, scale=0.02)
-    record = run_tiny(tmp_path / "run", "data=mosi", f"data.path={path}", "fusion=cross_attention",
-                      "trainer.log_graph=false")
+    record = run_tiny(tmp_path / "run", "data=mosi", f"data.path={path}", "fusion=cross_attention")
     assert record["status"] == "completed" and record["data"]["steps"] == {"text": 50, "audio": 375, "vision": 500}
 
 
 def test_a_sims_run_is_scored_by_sims_metrics(tmp_path):
     path = write(tmp_path, "sims.pkl", unaligned=True, layout="mmsa", label_range=SIMS)
-    record = run_tiny(tmp_path / "run", "data=sims", f"data.path={path}", "fusion=tensor", "trainer.log_graph=false")
+    record = run_tiny(tmp_path / "run", "data=sims", f"data.path={path}", "fusion=tensor")
     assert set(record["test"]) == {"loss", "Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr"}
     assert record["data"]["label_range"] == [-1.0, 1.0] and record["data"]["metrics"] == "sims"
     assert record["n_params"] > 0 and -1 <= record["test"]["Corr"] <= 1

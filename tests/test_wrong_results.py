@@ -27,7 +27,6 @@ from msa_ablate.metrics import METRIC_SETS, regression_metrics
 from msa_ablate.records import RunRecord
 from tests.conftest import ROOT, TINY, compose_config, main, run_tiny
 
-FAST = [*TINY, "trainer.log_graph=false"]
 
 
 def evaluate(*args, capsys) -> tuple[int, str, str]:
@@ -46,7 +45,7 @@ def pickled(path, seed: int = 0, negate: bool = False) -> None:
 
 def test_an_optuna_search_on_mae_minimises_it(tmp_path):
     sweep = tmp_path / "search"
-    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.select_metric=MAE", *FAST,
+    result = main("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.select_metric=MAE", *TINY,
                   f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     maes = [json.loads(p.read_text())["valid"]["MAE"] for p in sorted(sweep.glob("*/metrics.json"))]
@@ -71,7 +70,7 @@ def test_a_non_finite_prediction_leaves_every_metric_undefined(label_range, bad)
 def test_an_evaluation_of_changed_data_never_takes_the_runs_own_name(tmp_path, capsys):
     data, run = tmp_path / "mosi.pkl", tmp_path / "run"
     pickled(data)
-    record = run_tiny(run, *FAST[1:], "data=mosi", f"data.path={data}")
+    record = run_tiny(run, "data=mosi", f"data.path={data}")
     assert evaluate(run, capsys=capsys)[0] == 0
     own = json.loads((run / "eval_test.json").read_text())
     assert own["metrics"] == record["test"]
@@ -88,7 +87,7 @@ def test_an_evaluation_of_changed_data_never_takes_the_runs_own_name(tmp_path, c
 def test_a_data_file_replaced_with_the_same_size_and_times_is_fingerprinted_again(tmp_path):
     data = tmp_path / "mosi.pkl"
     pickled(data)
-    run = [*FAST[1:], "data=mosi", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"]
+    run = [*TINY[1:], "data=mosi", f"data.path={data}", f"hydra.run.dir={tmp_path / 'run'}"]
     first = main(*run)
     assert first.code == 0, first.stderr
     before = os.stat(data)
@@ -114,7 +113,7 @@ def test_the_fingerprint_cache_key_holds_the_inodes_change_time(tmp_path, monkey
 
 def test_a_sweep_with_a_failed_run_evaluates_the_others(tmp_path, capsys):
     sweep = tmp_path / "sweep"
-    record = run_tiny(sweep / "seed=1", *FAST)
+    record = run_tiny(sweep / "seed=1")
     records.write(sweep / "seed=2", RunRecord(status="failed", reason="TrainingDiverged: non-finite loss"))
     code, out, err = evaluate(sweep, capsys=capsys)
     assert code == 0, err
@@ -129,7 +128,7 @@ def test_a_sweep_with_a_failed_run_evaluates_the_others(tmp_path, capsys):
 
 @pytest.mark.parametrize("damage", ["missing", "unreadable"])
 def test_a_completed_run_without_its_model_trains_again(tmp_path, capsys, damage):
-    run = [*FAST, f"hydra.run.dir={tmp_path}"]
+    run = [*TINY, f"hydra.run.dir={tmp_path}"]
     assert main(*run).code == 0
     model = tmp_path / "model.pt"
     model.unlink()
@@ -150,7 +149,7 @@ def test_a_completed_run_without_its_model_trains_again(tmp_path, capsys, damage
 
 
 def test_a_model_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
-    run_tiny(tmp_path, *FAST)
+    run_tiny(tmp_path)
     (tmp_path / "model.pt").write_bytes(b"not a model")
     code, _, err = evaluate(tmp_path, capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model.pt" in err
@@ -159,8 +158,8 @@ def test_a_model_file_that_is_not_a_model_is_one_line(tmp_path, capsys):
 
 def test_another_configs_model_is_one_line(tmp_path, capsys):
     """The model.pt of a run with another hidden size: was a 20-line RuntimeError of size mismatches."""
-    run_tiny(tmp_path / "run", *FAST)
-    run_tiny(tmp_path / "other", *FAST, "model.hidden=16")
+    run_tiny(tmp_path / "run")
+    run_tiny(tmp_path / "other", "model.hidden=16")
     (tmp_path / "run" / "model.pt").write_bytes((tmp_path / "other" / "model.pt").read_bytes())
     code, _, err = evaluate(tmp_path / "run", capsys=capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -169,7 +168,7 @@ def test_another_configs_model_is_one_line(tmp_path, capsys):
 
 def test_an_evaluation_that_cannot_write_its_results_is_one_line(tmp_path, capsys, monkeypatch):
     """A read-only run folder (root, as CI runs, writes anywhere: the refusal is simulated): was a traceback."""
-    run_tiny(tmp_path, *FAST)
+    run_tiny(tmp_path)
     def refuse(file, value):
         raise PermissionError(13, "Permission denied", str(file))
     monkeypatch.setattr(records, "write_json", refuse)
@@ -190,7 +189,7 @@ def test_the_inspector_on_string_labels_is_one_line(tmp_path, capsys):
 
 def test_an_output_folder_name_too_long_is_one_line(tmp_path):
     """A 5,000-character hydra.run.dir: was an OSError traceback (File name too long), after a warning."""
-    result = main(*FAST, f"hydra.run.dir={tmp_path / ('x' * 5000)}")
+    result = main(*TINY, f"hydra.run.dir={tmp_path / ('x' * 5000)}")
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("msa_ablate: error: hydra.run.dir=") and "characters): cannot write there" \
         in result.stderr
@@ -207,7 +206,7 @@ def test_an_output_folder_name_too_long_is_one_line(tmp_path):
     (["+fusion.pool=mean"], "fusion.pool: no such setting"),  # LSTMFusion has none: a TypeError traceback before
 ])
 def test_a_value_of_the_wrong_type_or_an_unknown_key_is_one_line_and_exit_2(tmp_path, args, message):
-    result = main(*FAST, *args, f"hydra.run.dir={tmp_path}")
+    result = main(*TINY, *args, f"hydra.run.dir={tmp_path}")
     assert result.code == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("msa_ablate: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr, result.stderr
@@ -256,7 +255,7 @@ def test_report_reads_summarizes_runs_table_and_names_a_table_it_cannot_read(tmp
     (["trainer.progress_every=-1"], "msa_ablate: error: trainer.progress_every=-1.0: must be a number of seconds"),
 ], ids=["diverging run", "negative progress interval"])
 def test_a_diverging_run_and_a_negative_progress_interval_are_one_line(tmp_path, overrides, message):
-    result = main(*TINY, "trainer.log_graph=false", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    result = main(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert result.code == 2 and "Traceback" not in result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(message)
@@ -283,7 +282,7 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, command):
 def test_an_interrupted_run_says_so_in_one_line(tmp_path, signum, code, how):
     """Ctrl-C printed a 58-line traceback; SIGTERM printed nothing. Each now says what happened, once."""
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "msa_ablate", *TINY, "trainer.log_graph=false", "trainer.epochs=200",
+    proc = subprocess.Popen([sys.executable, "-m", "msa_ablate", *TINY, "trainer.epochs=200",
                              f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
