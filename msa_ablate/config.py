@@ -145,6 +145,9 @@ def check_settings(cfg: DictConfig) -> None:
     if t.patience is not None:
         positive_int("trainer.patience", t.patience)
     one_of("trainer.select_metric", t.select_metric, SCORE_NAMES)
+    if t.cuda_graph and cfg.model.get("text") is not None:
+        raise ConfigError("trainer.cuda_graph=true: not with text=bert (BERT's step under a CUDA graph is not "
+                          "tested yet); leave trainer.cuda_graph=false")
     if not is_seed(cfg.seed):
         raise ConfigError(f"seed={cfg.seed}: must be an integer in [0, 2**32)")
     if not isinstance(cfg.get("resume", True), bool):

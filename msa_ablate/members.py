@@ -22,6 +22,7 @@ from torch.func import functional_call, vmap
 
 from msa_ablate.models.sequences import attention_fast_path_off
 from msa_ablate.models.unrolled import unrolled
+from msa_ablate.optim import parameter_groups
 
 Features = Mapping[str, torch.Tensor]
 State = dict[str, torch.Tensor]
@@ -36,6 +37,11 @@ class Members:
 
     def parameters(self, k: int) -> list[torch.Tensor]:
         return list(self.models[k].parameters())
+
+    def parameter_groups(self, k: int) -> list[torch.Tensor] | list[dict]:
+        """What member ``k``'s optimiser is made from: its parameters, or groups where a part has a
+        learning rate of its own (BERT's: msa_ablate.optim.parameter_groups)."""
+        return parameter_groups(self.models[k])
 
     def train(self, mode: bool = True) -> None:
         for model in self.models:

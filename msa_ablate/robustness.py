@@ -16,6 +16,7 @@ exactly. ``relative`` robustness is MultiBench's: the area under a metric's curv
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from msa_ablate.data import MODALITIES, MSAData, Split
+from msa_ablate.errors import ConfigError
 from msa_ablate.train import LossFn, predict, score
 
 PERTURBATIONS = ("noise", "drop")  # with levels; ``missing`` has none
@@ -45,7 +47,7 @@ def draws(split: Split, modality: str, seed: int) -> tuple[torch.Tensor, torch.T
 
 
 def perturbed(split: Split, changed: Mapping[str, torch.Tensor]) -> Split:
-    return Split({**split.features, **changed}, split.masks, split.labels, split.label_range, split.unimodal, split.ids)
+    return dataclasses.replace(split, features={**split.features, **changed})
 
 
 def robustness(model: torch.nn.Module, data: MSAData, loss_fn: LossFn, *, split: str = "test",
@@ -53,6 +55,9 @@ def robustness(model: torch.nn.Module, data: MSAData, loss_fn: LossFn, *, split:
                batch_size: int = 256) -> dict:
     """The model's metrics on ``data.splits[split]`` under each perturbation, modality (each of the
     model's, and ``all`` where it has several) and level, with the area under each metric's curve."""
+    if getattr(model, "text_input", None) is not None:
+        raise ConfigError("robustness: this model reads the text as BERT token ids (text=bert), which the "
+                          "perturbations of features do not reach; evaluate robustness of text=features runs")
     start, clean_split, levels = time.perf_counter(), data.splits[split], [float(v) for v in levels]
     model.eval()
 

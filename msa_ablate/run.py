@@ -38,16 +38,22 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_data(spec: str, content: str) -> MSAData:
-    return instantiate(OmegaConf.create(spec), _partial_=True)()
+def _load_data(spec: str, content: str, text_bert: bool = False) -> MSAData:
+    return instantiate(OmegaConf.create(spec), _partial_=True)(**({"text_bert": True} if text_bert else {}))
+
+
+def reads_text_bert(cfg: DictConfig) -> bool:
+    """Whether the model reads the text as BERT token ids (text=bert: a ``model.text``)."""
+    return cfg.model.get("text") is not None and "text" in cfg.model.modalities
 
 
 def load_data(cfg: DictConfig) -> MSAData:
     """``cfg.data``, loaded once per process for each content (a sweep's jobs in one process
     share it; nothing modifies it), and checked against the trainer's settings. Built as a partial
-    and called, so that a DataError reaches the user as it is (instantiate would wrap it)."""
+    and called, so that a DataError reaches the user as it is (instantiate would wrap it). With
+    text=bert, the file's ``text_bert`` token ids too."""
     spec = OmegaConf.to_container(cfg.data, resolve=True)
-    data = _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(spec)))
+    data = _load_data(OmegaConf.to_yaml(cfg.data, resolve=True), json.dumps(fingerprint(spec)), reads_text_bert(cfg))
     check_for_data(cfg, data)
     return data
 

@@ -156,9 +156,10 @@ def gather(split: Split, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], to
     return split.inputs(idx), split.labels[idx]
 
 
-def optimiser(parameters: Iterable[torch.Tensor], recipe: TrainerConfig, batches: int,
+def optimiser(parameters: Iterable[torch.Tensor] | list[dict], recipe: TrainerConfig, batches: int,
               make_optimizer: MakeOptimizer = adam, make_schedule: MakeSchedule = cosine):
-    """The optimiser at ``recipe.lr``, and its schedule over the run's ``recipe.epochs * batches`` steps."""
+    """The optimiser at ``recipe.lr``, and its schedule over the run's ``recipe.epochs * batches`` steps.
+    ``parameters``: tensors, or groups where BERT has a rate of its own (msa_ablate.optim.parameter_groups)."""
     optimizer = make_optimizer(parameters, lr=recipe.lr)
     return optimizer, make_schedule(optimizer, recipe.epochs * batches)
 
@@ -282,8 +283,8 @@ def fit(models: Sequence[nn.Module], data: MSAData, loss_fn: LossFn, recipe: Tra
     train, valid = data.splits["train"], data.splits["valid"]
     members, callbacks = members_of(models), list(callbacks)
     batches = math.ceil(len(train) / recipe.batch_size)
-    optimizers, schedulers = map(list, zip(*(optimiser(members.parameters(k), recipe, batches, make_optimizer,
-                                                       make_schedule) for k in range(members.size))))
+    optimizers, schedulers = map(list, zip(*(optimiser(members.parameter_groups(k), recipe, batches,
+                                                       make_optimizer, make_schedule) for k in range(members.size))))
     active = [True] * members.size
     training = Training(members, optimizers, schedulers,
                         train_step(members, train, loss_fn, optimizers, recipe.grad_clip, active),

@@ -13,6 +13,8 @@ features are not zero at padding). Unaligned data (MulT's ``*_noalign.pkl``, MMS
 its ``<modality>_lengths`` where the file has them (MMSA's real frames come first, padding
 after; the side is read off the zeros), for MMSA's BERT text its ``text_bert`` input mask, else
 the steps from the first to the last holding a non-zero value.
+With ``text_bert`` (text=bert), MMSA's BERT token ids are kept beside the features (``Split.tokens``)
+and the model reads them instead of the text features.
 ``align=resample|pool`` puts each modality's real frames onto the text's real steps (linear
 interpolation, or the mean of consecutive segments), which step-wise fusions need.
 """
@@ -43,22 +45,28 @@ class Split:
     masks: dict[str, torch.Tensor]  # modality -> (N, T_m) bool: True at real steps
     labels: torch.Tensor  # (N,) float32, in label_range
     label_range: tuple[float, float]
-    unimodal: dict[str, torch.Tensor] = field(default_factory=dict)  # MMSA's per-modality labels, kept for later use
+    unimodal: dict[str, torch.Tensor] = field(default_factory=dict)  # MMSA's per-modality labels (tasks=unimodal)
     ids: list[str] = field(default_factory=list)
+    tokens: torch.Tensor | None = None  # (N, 3, T_text) int64: MMSA's text_bert (ids, input mask, segments), text=bert
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def inputs(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """A model's input for the samples ``idx`` indexes (any shape: a pack's (K, B) gives K
-        batches): each modality's features, and its mask under ``<modality>_mask``."""
-        return {**{m: x[idx] for m, x in self.features.items()},
-                **{f"{m}_mask": mask[idx] for m, mask in self.masks.items()}}
+        batches): each modality's features, and its mask under ``<modality>_mask``; the BERT token
+        ids under ``text_bert`` where the split holds them."""
+        inputs = {**{m: x[idx] for m, x in self.features.items()},
+                  **{f"{m}_mask": mask[idx] for m, mask in self.masks.items()}}
+        if self.tokens is not None:
+            inputs["text_bert"] = self.tokens[idx]
+        return inputs
 
     def to(self, device: torch.device | str) -> Split:
         return Split({m: x.to(device) for m, x in self.features.items()},
                      {m: x.to(device) for m, x in self.masks.items()}, self.labels.to(device), self.label_range,
-                     {m: y.to(device) for m, y in self.unimodal.items()}, self.ids)
+                     {m: y.to(device) for m, y in self.unimodal.items()}, self.ids,
+                     None if self.tokens is None else self.tokens.to(device))
 
 
 @dataclass
@@ -98,6 +106,8 @@ class MSAData:
             "metrics": metric_set(self.label_range),
             "nonfinite_cells": self.nonfinite_cells,
             "unimodal_labels": sorted(self.splits["train"].unimodal),
+            **({"text_bert": list(self.splits["train"].tokens.shape[1:])}
+               if self.splits["train"].tokens is not None else {}),
             **({"clipped_labels": self.clipped_labels} if self.clipped_labels is not None else {}),
         }
 
@@ -191,6 +201,21 @@ def _padding(mask: np.ndarray) -> str:
     return "front" if padded[:, 0].sum() >= padded[:, -1].sum() else "back"
 
 
+def _tokens(split: Mapping, n: int, steps: int, where: str) -> np.ndarray:
+    """MMSA's ``text_bert``: (N, 3, T_text) token ids, input mask and segment ids, as int64 (its
+    files may hold them as floats). text=bert reads it; a file without it is refused here."""
+    if "text_bert" not in split:
+        raise DataError(f"{where}: no 'text_bert' key, which text=bert reads (MMSA's BERT token ids); this file "
+                        "has none: use text=features, or an MMSA file (aligned_50.pkl, unaligned_50.pkl, CH-SIMS's)")
+    raw = np.asarray(split["text_bert"])
+    if raw.shape != (n, 3, steps) or raw.dtype.kind not in "iuf":
+        raise DataError(f"{where}['text_bert']: expected ({n}, 3, {steps}) token ids, input mask and segment ids "
+                        f"(the text's {steps} steps), got {raw.dtype} {raw.shape}")
+    if not (np.isfinite(raw).all() and (raw >= 0).all() and (raw == np.round(raw)).all()):
+        raise DataError(f"{where}['text_bert']: token ids, masks and segments must be integers >= 0")
+    return raw.astype(np.int64)
+
+
 def _ids(split: Mapping, n: int) -> list[str]:
     """Each clip's id (the first column where there are several; byte strings decoded), or none."""
     if "id" not in split:
@@ -202,11 +227,12 @@ def _ids(split: Mapping, n: int) -> list[str]:
 
 
 def from_arrays(raw: object, source: str, clip_labels: bool | None = None,
-                label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none") -> MSAData:
+                label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none",
+                text_bert: bool = False) -> MSAData:
     """Validate a ``{split: {key: array}}`` mapping, zero its non-finite cells, mark each modality's
     real steps, hold it as tensors. A label outside ``label_range`` is an error, unless
     ``clip_labels`` (then clipped, and counted). ``align``: none, resample or pool (unaligned data
-    onto the text's steps)."""
+    onto the text's steps). ``text_bert``: keep MMSA's BERT token ids too (text=bert)."""
     if align not in ALIGNMENTS:
         raise ConfigError(f"data.align={align}: must be one of {', '.join(ALIGNMENTS)}")
     label_range = tuple(float(v) for v in label_range)
@@ -266,10 +292,11 @@ def from_arrays(raw: object, source: str, clip_labels: bool | None = None,
                 aligned = {"resample": "resampled", "pool": "pooled"}[align] + " onto the text's steps"
         unimodal = {UNIMODAL[u]: _labels(split, f"{key}_{u}", where, label_range, True)[0]
                     for u in UNIMODAL if f"{key}_{u}" in split}
+        tokens = torch.from_numpy(_tokens(split, len(labels), steps["text"], where)) if text_bert else None
         splits[name] = Split({m: torch.from_numpy(x) for m, x in features.items()},
                              {m: torch.from_numpy(mask) for m, mask in masks.items()}, torch.from_numpy(labels),
                              label_range, {m: torch.from_numpy(y) for m, y in unimodal.items()},
-                             _ids(split, len(labels)))
+                             _ids(split, len(labels)), tokens)
     zeroed = [f"{name} {m} {k}" for name, c in counts.items() for m, k in c.items() if k]
     if zeroed:
         log.info("%s: non-finite cells set to 0: %s", source, ", ".join(zeroed))

@@ -74,10 +74,13 @@ def unexpected(data: MSAData, name: str, expect: Mapping) -> list[str]:
 
 
 def load_pickle(path: str, dims: Mapping[str, int] | None = None, clip_labels: bool = False, align: str = "none",
-                label_range: Sequence[float] = (-3.0, 3.0), name: str = "", expect: Mapping | None = None) -> MSAData:
-    """``name`` and ``expect``: the dataset the config says this is, and what its files hold."""
+                label_range: Sequence[float] = (-3.0, 3.0), name: str = "", expect: Mapping | None = None,
+                text_bert: bool = False) -> MSAData:
+    """``name`` and ``expect``: the dataset the config says this is, and what its files hold.
+    ``text_bert`` (set by the run, not the config: text=bert): keep MMSA's BERT token ids too."""
     raw, source = read_pickle(path)
-    data = from_arrays(raw, source=source, clip_labels=clip_labels, label_range=tuple(label_range), align=align)
+    data = from_arrays(raw, source=source, clip_labels=clip_labels, label_range=tuple(label_range), align=align,
+                       text_bert=text_bert)
     if dims is not None and data.dims != dict(dims):
         raise DataError(f"{source}: feature dims {data.dims} differ from data.dims={dict(dims)}")
     data.layout = "{} ({})".format(*layout(raw))

@@ -194,10 +194,14 @@ def synthetic_arrays(seed: int = 0, scale: float = 1.0, unaligned: bool = False,
 
 
 def make_synthetic_mosi(seed: int = 0, scale: float = 1.0, unaligned: bool = False, layout: str = "handout",
-                        label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none") -> MSAData:
+                        label_range: tuple[float, float] = (-3.0, 3.0), align: str = "none",
+                        text_bert: bool = False) -> MSAData:
+    """``text_bert`` (set by the run: text=bert): keep the mmsa layout's token ids (one id, 101, at every
+    real token: they carry no words, so BERT learns nothing from them; real MMSA files do)."""
     label_range = tuple(float(v) for v in label_range)
     arrays = synthetic_arrays(seed, scale, unaligned, layout, label_range)
-    return from_arrays(arrays, source=f"synthetic(seed={seed}, scale={scale})", label_range=label_range, align=align)
+    return from_arrays(arrays, source=f"synthetic(seed={seed}, scale={scale})", label_range=label_range, align=align,
+                       text_bert=text_bert)
 
 
 if __name__ == "__main__":  # write the synthetic data as a MOSI pickle: python -m msa_ablate.data.synthetic OUT

@@ -56,7 +56,11 @@ def is_rank(v: object) -> bool:
 class MultimodalSentimentModel(nn.Module):
     """Branches for the chosen modalities only (a dropped modality builds no parameters); the head's
     scores in the data's ``label_range``. ``encoders`` gives some modalities another encoder than
-    ``encoder`` (TFN: an LSTM for text, a mean for audio and vision)."""
+    ``encoder`` (TFN: an LSTM for text, a mean for audio and vision).
+
+    ``text`` (text=bert): a module built from the checkpoint ``bert`` (``model.bert``) that turns the
+    batch's ``text_bert`` token ids into the text's (B, L, hidden) sequence, which the text branch
+    reads in place of the features."""
 
     def __init__(
         self,
@@ -73,6 +77,8 @@ class MultimodalSentimentModel(nn.Module):
         encoders: Mapping[str, Callable[[int], nn.Module]] | None = None,
         input_activation: str = "relu",
         input_bias: bool = True,
+        text: Callable[[str], nn.Module] | None = None,
+        bert: str = "bert-base-uncased",
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
@@ -84,6 +90,11 @@ class MultimodalSentimentModel(nn.Module):
         rank = per_modality("input_rank", input_rank, input_dims, is_rank, "a positive integer rank, or null", None)
         encoders = per_modality("encoders", encoders or {}, input_dims, callable, "an encoder", encoder)
         one_of("model.input_activation", input_activation, ACTIVATIONS)
+        if text is not None and "text" in self.modalities:  # BERT's hidden states in place of the text features
+            self.text_input = text(bert)
+            input_dims = {**input_dims, "text": self.text_input.out_dim}
+        else:
+            self.text_input = None
         self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoders[m](hidden), layernorm,
                                                          dropout[m], rank[m], input_activation, input_bias)
                                        for m in self.modalities})
@@ -96,12 +107,16 @@ class MultimodalSentimentModel(nn.Module):
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``inputs``: each modality's (B, T_m, D_m) features, and its (B, T_m) mask of real steps under
-        ``<modality>_mask``; without masks, aligned inputs' steps where any modality is non-zero."""
+        ``<modality>_mask``; without masks, aligned inputs' steps where any modality is non-zero.
+        With ``text`` (text=bert), the text's token ids under ``text_bert``."""
         masks = {m: inputs.get(f"{m}_mask") for m in self.modalities}
         if any(mask is None for mask in masks.values()):
-            shared = content_mask({k: x for k, x in inputs.items() if not k.endswith("_mask")})
+            shared = content_mask({k: x for k, x in inputs.items() if not k.endswith("_mask") and k != "text_bert"})
             masks = {m: shared if mask is None else mask for m, mask in masks.items()}
-        fused = self.fusion({m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}, masks)
+        if self.text_input is not None:
+            inputs = {**inputs, "text": self.text_input(inputs["text_bert"])}
+        seqs = {m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}
+        fused = self.fusion(seqs, masks)
         if isinstance(fused, dict):
             return torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
         return self.head(fused)
