@@ -161,11 +161,16 @@ def check_settings(cfg: DictConfig) -> None:
 
 def check_for_data(cfg: DictConfig, data) -> None:
     """The rules between the settings and the data loaded: the selection metric is one the data's
-    label range is scored by."""
+    label range is scored by; tasks=unimodal needs a label per modality the model reads."""
     names = METRIC_SETS[metric_set(data.label_range)]
     if cfg.trainer.select_metric not in ("loss", *names):
         raise ConfigError(f"trainer.select_metric={cfg.trainer.select_metric}: labels in {list(data.label_range)} "
                           f"are scored by {', '.join(names)} (or the loss)")
+    if cfg.model.get("tasks") is not None:
+        missing = [m for m in cfg.model.modalities if m not in data.splits["train"].unimodal]
+        if missing:
+            raise ConfigError(f"tasks=unimodal: {data.source} has no label of its own for {', '.join(missing)} "
+                              "(CH-SIMS's regression_labels_T/A/V); use it on data=sims or simsv2, or tasks=main")
 
 
 def is_seed(value: object) -> bool:

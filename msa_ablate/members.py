@@ -26,6 +26,14 @@ from msa_ablate.optim import parameter_groups
 
 Features = Mapping[str, torch.Tensor]
 State = dict[str, torch.Tensor]
+Outputs = torch.Tensor | dict[str, torch.Tensor]  # (K, B) scores; or per task (tasks=unimodal), each (K, B)
+
+
+def one_member(outputs: Outputs) -> Outputs:
+    """A model's (B,) outputs as a training of one member's, (1, B)."""
+    if isinstance(outputs, dict):
+        return {task: scores.unsqueeze(0) for task, scores in outputs.items()}
+    return outputs.unsqueeze(0)
 
 
 class Members:
@@ -60,11 +68,11 @@ class OneModel(Members):
     def __init__(self, model: nn.Module) -> None:
         super().__init__([model])
 
-    def __call__(self, x: Features) -> torch.Tensor:
-        return self.models[0]({k: v[0] for k, v in x.items()}).unsqueeze(0)
+    def __call__(self, x: Features) -> Outputs:
+        return one_member(self.models[0]({k: v[0] for k, v in x.items()}))
 
-    def shared(self, x: Features) -> torch.Tensor:
-        return self.models[0](dict(x)).unsqueeze(0)
+    def shared(self, x: Features) -> Outputs:
+        return one_member(self.models[0](dict(x)))
 
 
 class SeedPack(Members):
@@ -82,14 +90,14 @@ class SeedPack(Members):
         return ({n: torch.stack([p[n] for p, _ in members]) for n in self.names},
                 {n: torch.stack([b[n] for _, b in members]) for n in self.buffer_names})
 
-    def _call(self, params: State, buffers: State, x: Features) -> torch.Tensor:
+    def _call(self, params: State, buffers: State, x: Features) -> Outputs:
         return functional_call(self.template, (params, buffers), (x,))
 
-    def __call__(self, x: Features) -> torch.Tensor:
+    def __call__(self, x: Features) -> Outputs:
         """(K, B, ...) per member -> (K, B)."""
         return vmap(self._call, randomness="different")(*self._stacked(), dict(x))
 
-    def shared(self, x: Features) -> torch.Tensor:
+    def shared(self, x: Features) -> Outputs:
         """The same (B, ...) batch for every member -> (K, B)."""
         with attention_fast_path_off():
             return vmap(self._call, in_dims=(0, 0, None), randomness="different")(*self._stacked(), dict(x))

@@ -101,8 +101,12 @@ def build_model(cfg: DictConfig, data: MSAData, choices: dict[str, str]) -> torc
 
 
 def build_loss(cfg: DictConfig) -> torch.nn.Module:
-    """A partial called, as in load_data, so a ConfigError from the loss reaches the user as it is."""
-    return instantiate(cfg.loss, _partial_=True)()
+    """A partial called, as in load_data, so a ConfigError from the loss reaches the user as it is.
+    With tasks=unimodal, the multi-task loss (``cfg.tasks``) around it."""
+    criterion = instantiate(cfg.loss, _partial_=True)()
+    if cfg.get("tasks") is not None:
+        return instantiate(cfg.tasks, _partial_=True)(criterion=criterion)
+    return criterion
 
 
 def build_recipe(cfg: DictConfig) -> dict[str, Callable]:

@@ -156,6 +156,21 @@ def gather(split: Split, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], to
     return split.inputs(idx), split.labels[idx]
 
 
+def main_scores(outputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The multimodal prediction, of a model that scores auxiliary tasks too (tasks=unimodal:
+    ``{"main": ..., modality: ...}``) or of one that does not."""
+    return outputs["main"] if isinstance(outputs, dict) else outputs
+
+
+def task_losses(outputs: dict[str, torch.Tensor], split: Split, idx: torch.Tensor, labels: torch.Tensor,
+                loss_fn: LossFn) -> torch.Tensor:
+    """(K,): each member's loss over the tasks its model scores (tasks=unimodal), each task against its
+    labels: the multimodal ones, and each modality's own (``split.unimodal``)."""
+    targets = {"main": labels, **{m: split.unimodal[m][idx] for m in outputs if m != "main"}}
+    return torch.stack([loss_fn({t: o[k] for t, o in outputs.items()}, {t: y[k] for t, y in targets.items()})
+                        for k in range(len(labels))])
+
+
 def optimiser(parameters: Iterable[torch.Tensor] | list[dict], recipe: TrainerConfig, batches: int,
               make_optimizer: MakeOptimizer = adam, make_schedule: MakeSchedule = cosine):
     """The optimiser at ``recipe.lr``, and its schedule over the run's ``recipe.epochs * batches`` steps.
@@ -170,7 +185,11 @@ def train_step(members: Members, train: Split, loss_fn: LossFn, optimizers: Sequ
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         x, y = gather(train, idx)
-        losses = torch.stack([loss_fn(p, t) for p, t in zip(members(x), y)])
+        outputs = members(x)
+        if isinstance(outputs, dict):  # tasks=unimodal: the multimodal scores and each modality's
+            losses = task_losses(outputs, train, idx, y, loss_fn)
+        else:
+            losses = torch.stack([loss_fn(p, t) for p, t in zip(outputs, y)])
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no parameter: each gets its own gradient
@@ -220,7 +239,7 @@ def score(preds: torch.Tensor, split: Split, loss_fn: LossFn) -> dict[str, float
 def predict(forward: Callable, split: Split, batch_size: int) -> torch.Tensor:
     """Predictions for the samples of ``split`` in order: (N,) from a model, (K, N) from members' ``shared``."""
     order = torch.arange(len(split), device=split.labels.device)
-    return torch.cat([forward(gather(split, idx)[0]) for idx in order.split(batch_size)], dim=-1)
+    return torch.cat([main_scores(forward(gather(split, idx)[0])) for idx in order.split(batch_size)], dim=-1)
 
 
 def evaluate(members: Members, split: Split, loss_fn: LossFn, batch_size: int) -> list[dict[str, float]]:

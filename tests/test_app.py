@@ -16,7 +16,7 @@ TINY_TRAINER = [o for o in TINY if o.startswith("trainer.")]  # data=mosi has no
 
 BASELINE = {"data": "synthetic", "encoder": "lstm", "fusion": "sum_lstm", "head": "sigmoid", "loss": "mse",
             "modalities": "tva", "layernorm": "on", "trainer": "default", "optimizer": "adam", "scheduler": "cosine",
-            "hparams_search": "none"}
+            "text": "features", "tasks": "main", "hparams_search": "none"}
 
 
 def test_default_config_is_the_handout_baseline():

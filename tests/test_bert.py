@@ -1,5 +1,6 @@
-"""text=bert (BERT fine-tuned on MMSA's text_bert token ids): on a tiny BERT (2 layers, hidden 32) written
-to a temporary folder, and on tiny MMSA-format files, aligned and unaligned, that hold text_bert."""
+"""text=bert (BERT fine-tuned on MMSA's text_bert token ids) and tasks=unimodal (CH-SIMS's per-modality
+labels as auxiliary tasks): on a tiny BERT (2 layers, hidden 32) written to a temporary folder, and on
+tiny MMSA-format files, aligned and unaligned, that hold text_bert."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from msa_ablate.config import check_settings
 from msa_ablate.data import from_arrays
 from msa_ablate.data.synthetic import synthetic_arrays
 from msa_ablate.errors import ConfigError, DataError
+from msa_ablate.losses import MultiTaskLoss
 from msa_ablate.models import bert as bert_module
 from msa_ablate.optim import adam, parameter_groups
 from msa_ablate.records import resolved
@@ -29,7 +31,6 @@ VOCAB = 100
 STEPS = 20  # the text's steps (MOSI's: 50), and aligned audio's and vision's: tiny runs stay tiny
 FRAMES = {"audio": 24, "vision": 30}  # unaligned frames (MOSI's: 375 and 500)
 SIMS = (-1.0, 1.0)
-FAST = ("trainer.log_graph=false",)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,7 @@ def files(tmp_path_factory) -> dict[str, str]:
 
 
 def bert_run(tmp_path: Path, tiny_bert: str, path: str, *overrides: str, data: str = "mosi") -> dict:
-    return run_tiny(tmp_path, f"data={data}", f"data.path={path}", "text=bert", f"model.bert={tiny_bert}", *FAST,
-                    *overrides)
+    return run_tiny(tmp_path, f"data={data}", f"data.path={path}", "text=bert", f"model.bert={tiny_bert}", *overrides)
 
 
 def test_bert_text_computes_what_bert_model_computes(tiny_bert, files):
@@ -132,6 +132,56 @@ def compose_and_build(tiny_bert: str, path: str, *overrides: str) -> torch.nn.Mo
     return build_model(cfg, load_data(cfg), {"fusion": cfg.fusion._target_.rpartition(".")[2]})
 
 
+def test_a_sims_like_file_trains_with_its_unimodal_labels_as_tasks(tmp_path, tiny_bert, files):
+    """tasks=unimodal on fine-tuned BERT and on features; the metrics are the multimodal prediction's,
+    scored as CH-SIMS's, and the valid loss is its criterion's alone."""
+    for text in ("bert", "features"):
+        checkpoint = [f"model.bert={tiny_bert}"] if text == "bert" else []
+        record = run_tiny(tmp_path / text, "data=sims", f"data.path={files['sims']}", f"text={text}", *checkpoint,
+                          "tasks=unimodal", "fusion=tensor")
+        assert record["status"] == "completed" and "Mult_acc_3" in record["test"]
+        assert record["changes"]["tasks"] == "unimodal"
+        assert record["data"]["unimodal_labels"] == ["audio", "text", "vision"]
+        predictions = (tmp_path / text / "predictions.csv").read_text().splitlines()
+        assert len(predictions) == 1 + 5 + 14  # one score per clip: the multimodal prediction
+
+
+def test_the_multitask_loss_is_the_weighted_sum_of_the_criterion_over_the_tasks():
+    weights = {"main": 0.6, "text": 0.2, "audio": 0.8, "vision": 0.8}
+    loss = MultiTaskLoss(torch.nn.L1Loss(), weights)
+    outputs = {"main": torch.tensor([0.5, -0.5]), "text": torch.tensor([1.0, 0.0]),
+               "audio": torch.tensor([0.0, 0.0]), "vision": torch.tensor([-1.0, 1.0])}
+    targets = {"main": torch.tensor([0.0, 0.0]), "text": torch.tensor([0.0, 0.0]),
+               "audio": torch.tensor([0.2, -0.4]), "vision": torch.tensor([0.0, 0.0])}
+    # by hand, L1 means: main 0.5, text 0.5, audio 0.3, vision 1.0
+    assert float(loss(outputs, targets)) == pytest.approx(0.6 * 0.5 + 0.2 * 0.5 + 0.8 * 0.3 + 0.8 * 1.0)
+    assert float(loss(outputs["main"], targets["main"])) == pytest.approx(0.5)  # validation: the main task's alone
+    two = {k: outputs[k] for k in ("main", "text")}  # modalities=t: the tasks the model scores
+    assert float(loss(two, targets)) == pytest.approx(0.6 * 0.5 + 0.2 * 0.5)
+    with pytest.raises(ConfigError, match="tasks.weights: no weight for vision"):
+        MultiTaskLoss(torch.nn.L1Loss(), {"main": 1, "text": 1, "audio": 1})
+
+
+def test_the_trainer_adds_each_modalitys_loss_against_its_own_label(files):
+    """One step's loss, as the trainer computes it, equals the hand-made sum over the tasks."""
+    from msa_ablate.members import members_of
+    from msa_ablate.train import train_step
+
+    data = from_arrays(pickle.loads(Path(files["sims"]).read_bytes()), "sims", label_range=SIMS, align="pool")
+    cfg = compose_config("tasks=unimodal")
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, _partial_=True)(input_dims=data.dims, label_range=SIMS).eval()
+    train, idx = data.splits["train"], torch.arange(8).unsqueeze(0)
+    criterion = torch.nn.MSELoss()
+    loss_fn = instantiate(cfg.tasks, _partial_=True)(criterion=criterion)
+    with torch.no_grad():
+        out = model(train.inputs(idx[0]))
+    expected = sum(w * criterion(out[t], train.labels[idx[0]] if t == "main" else train.unimodal[t][idx[0]])
+                   for t, w in cfg.tasks.weights.items())
+    step = train_step(members_of([model]), train, loss_fn, [torch.optim.SGD(model.parameters(), lr=0.0)])
+    assert float(step(idx)[0]) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_bert_has_its_own_learning_rate_and_weight_decay(tiny_bert):
     cfg = compose_config("text=bert", f"model.bert={tiny_bert}", "optimizer.bert_lr=2e-5",
                          "optimizer.bert_weight_decay=0.01")
@@ -151,10 +201,11 @@ def test_bert_has_its_own_learning_rate_and_weight_decay(tiny_bert):
     assert len(adam(parameter_groups(plain), lr=1e-3).param_groups) == 1
 
 
-def test_a_seed_pack_trains_bert_members(tmp_path, tiny_bert, files):
-    records = run_tiny_records(tmp_path, "data=mosi", f"data.path={files['aligned']}", "text=bert",
-                               f"model.bert={tiny_bert}", "fusion=concat", "trainer.pack_seeds=true", "seeds=[1,2]",
-                               *FAST)
+def test_a_seed_pack_trains_bert_members_on_unimodal_tasks(tmp_path, tiny_bert, files):
+    """vmap through BERT (its own mask: no host sync) and through the heads' dict of scores."""
+    records = run_tiny_records(tmp_path, "data=sims", f"data.path={files['sims']}", "text=bert",
+                               f"model.bert={tiny_bert}", "tasks=unimodal", "fusion=concat", "trainer.pack_seeds=true",
+                               "seeds=[1,2]")
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert records[0]["test"] != records[1]["test"]
 
@@ -204,6 +255,13 @@ def test_without_transformers_text_bert_says_how_to_install_it(monkeypatch):
         bert_module.load_bert("bert-base-uncased")
 
 
+def test_unimodal_tasks_on_data_without_unimodal_labels_is_one_line(tmp_path, files):
+    line = one_line_refusal("data=mosi", f"data.path={files['aligned']}", "tasks=unimodal",
+                            f"hydra.run.dir={tmp_path}")
+    assert line == (f"msa_ablate: error: tasks=unimodal: {files['aligned']} has no label of its own for text, "
+                    "vision, audio (CH-SIMS's regression_labels_T/A/V); use it on data=sims or simsv2, or tasks=main")
+
+
 def test_cuda_graphs_with_bert_are_refused_in_one_line(tiny_bert, files):
     with pytest.raises(ConfigError, match="trainer.cuda_graph=true: not with text=bert"):
         compose_and_build(tiny_bert, files["aligned"], "trainer.cuda_graph=true")
@@ -217,8 +275,8 @@ def test_the_checkpoint_is_the_datas_own_where_it_names_one():
 
 
 def test_the_default_options_add_nothing_to_the_config():
-    """text=features, the default, leaves the config (and so every run's identity) as it was."""
+    """text=features and tasks=main, the defaults, leave the config (and so every run's identity) as it was."""
     config = resolved(compose_config())
-    assert not {"text", "bert"} & set(config["model"])
+    assert "tasks" not in config and not {"text", "bert", "tasks"} & set(config["model"])
     assert "bert_lr" not in config["optimizer"]
     assert OmegaConf.select(compose_config("text=bert"), "optimizer.bert_lr") == 5e-5

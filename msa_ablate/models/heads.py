@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import nn
 
-from msa_ablate.errors import positive_int, rate
+from msa_ablate.errors import one_of, positive_int, rate
+from msa_ablate.models.fusions import POOLS, read_out
 
 
 class SigmoidHead(nn.Module):
@@ -46,3 +49,21 @@ class MLPHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(h)).squeeze(-1) * self.width + self.low
+
+
+class UnimodalHeads(nn.Module):
+    """tasks=unimodal: a head per modality on its branch's output sequence, read out over the modality's
+    real steps (``pool``: their mean, or the last one), each trained on the modality's own label
+    (CH-SIMS's ``regression_labels_T/A/V``) beside the multimodal one, as MMSA's multi-task models
+    (MTFN, MLF_DNN, MLMF) do. Each head is an MLP with a bounded output (MLPHead): their post-text,
+    post-audio and post-video layers. Their scores are auxiliary: the run is scored by the main head."""
+
+    def __init__(self, dim: int, modalities: Sequence[str], hidden: int = 32, dropout: float = 0.0,
+                 pool: str = "mean", label_range: tuple[float, float] = (-3.0, 3.0)) -> None:
+        super().__init__()
+        self.pool = one_of("model.tasks.pool", pool, POOLS)
+        self.heads = nn.ModuleDict({m: MLPHead(dim, positive_int("model.tasks.hidden", hidden),
+                                               rate("model.tasks.dropout", dropout), label_range) for m in modalities})
+
+    def forward(self, seqs: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {m: head(read_out(seqs[m], masks[m], self.pool)) for m, head in self.heads.items()}

@@ -60,7 +60,8 @@ class MultimodalSentimentModel(nn.Module):
 
     ``text`` (text=bert): a module built from the checkpoint ``bert`` (``model.bert``) that turns the
     batch's ``text_bert`` token ids into the text's (B, L, hidden) sequence, which the text branch
-    reads in place of the features."""
+    reads in place of the features. ``tasks`` (tasks=unimodal): heads of auxiliary tasks on the
+    branches' outputs; the model then returns ``{"main": scores, modality: its head's scores}``."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class MultimodalSentimentModel(nn.Module):
         input_bias: bool = True,
         text: Callable[[str], nn.Module] | None = None,
         bert: str = "bert-base-uncased",
+        tasks: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
         unknown = [m for m in modalities if m not in input_dims]
@@ -104,6 +106,7 @@ class MultimodalSentimentModel(nn.Module):
                                        for m in self.modalities})
         else:
             self.head = head(self.fusion.out_dim, label_range=label_range)
+        self.tasks = None if tasks is None else tasks(dim=hidden, modalities=self.modalities, label_range=label_range)
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``inputs``: each modality's (B, T_m, D_m) features, and its (B, T_m) mask of real steps under
@@ -118,5 +121,7 @@ class MultimodalSentimentModel(nn.Module):
         seqs = {m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}
         fused = self.fusion(seqs, masks)
         if isinstance(fused, dict):
-            return torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
-        return self.head(fused)
+            scores = torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
+        else:
+            scores = self.head(fused)
+        return scores if self.tasks is None else {"main": scores, **self.tasks(seqs, masks)}
