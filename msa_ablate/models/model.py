@@ -93,7 +93,7 @@ class MultimodalSentimentModel(nn.Module):
         encoders = per_modality("encoders", encoders or {}, input_dims, callable, "an encoder", encoder)
         one_of("model.input_activation", input_activation, ACTIVATIONS)
         if text is not None and "text" in self.modalities:  # BERT's hidden states in place of the text features
-            self.text_input = text(bert)
+            self.text_input = text(bert=bert)  # model.bert, whatever the text node says
             input_dims = {**input_dims, "text": self.text_input.out_dim}
         else:
             self.text_input = None
