@@ -27,6 +27,16 @@ torch.set_num_threads(1)
 # No TensorBoard graph: tracing the model costs a third of a tiny run (the graph has a test of its own)
 TINY = ["data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", "trainer.log_graph=false"]
 
+# The modules that take longest, longest first (pytest --durations=0, summed per module): each
+# module runs on one worker (--dist loadscope --no-loadscope-reorder), so the workers end together.
+SLOWEST_FIRST = ["test_packs", "test_eval", "test_resume", "test_presets", "test_app", "test_launchers",
+                 "test_known_answers", "test_options", "test_wrong_results", "test_unaligned"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each module's own order kept
+
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> DictConfig:

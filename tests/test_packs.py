@@ -15,7 +15,7 @@ from msa_ablate.members import SeedPack
 from msa_ablate.models.unrolled import unrolled
 from msa_ablate.optim import cosine, plateau
 from msa_ablate.train import TrainingDiverged, fit, seed_everything
-from tests.conftest import ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
+from tests.conftest import TINY, ScalarRecorder, compose_config, main, run_tiny, run_tiny_records
 from tests.test_options import options
 
 
@@ -58,16 +58,19 @@ def train_members(seeds, data, epochs=2, make_schedule=cosine, **recipe):
     return results, recorders, models
 
 
-RECIPES = {"handout": {}, "early_stopping": {"epochs": 6, "patience": 1},
-           "plateau": {"epochs": 6, "make_schedule": partial(plateau, factor=0.5, patience=1)}}
+RECIPES = {  # trainer settings, seeds, data scale: where each recipe acts, and on the members differently
+    "handout": ({}, [3, 7, 11], 0.1),
+    "early_stopping": ({"epochs": 6, "patience": 1}, [7, 11], 0.03),
+    "plateau": ({"epochs": 6, "make_schedule": partial(plateau, factor=0.5, patience=1)}, [3, 7], 0.03),
+}
 
 
-@pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES)
-def test_a_packed_member_equals_its_seed_trained_alone(recipe):
+@pytest.mark.parametrize("recipe, seeds, scale", RECIPES.values(), ids=RECIPES)
+def test_a_packed_member_equals_its_seed_trained_alone(recipe, seeds, scale):
     """Same initialisation, same batch order, same updates (Adam is elementwise, the members
     share no parameter; each has its own optimiser, schedule and early stop): only float rounding
     may differ. The baseline has no active dropout."""
-    data, seeds = make_synthetic_mosi(scale=0.1), [7, 11] if recipe else [3, 7, 11]  # 7 and 11 part ways
+    data = make_synthetic_mosi(scale=scale)
     packed, packed_steps, packed_models = train_members(seeds, data, **recipe)
     for k, seed in enumerate(seeds):
         [alone], [alone_steps], [alone_model] = train_members([seed], data, **recipe)
@@ -131,8 +134,8 @@ def test_a_completed_pack_is_skipped_and_a_longer_seed_list_trains_only_the_new_
 
 def test_a_packed_sweep_reads_as_one_run_per_seed(tmp_path):
     sweep = tmp_path / "sweep"
-    result = main("-m", "data.scale=0.05", "trainer.epochs=1", "trainer.device=cpu", "loss=mse,l1",
-                  "trainer.pack_seeds=true", "seeds=[1,2,3]", f"hydra.sweep.dir={sweep}")
+    result = main("-m", *TINY, "data.scale=0.02", "loss=mse,l1", "trainer.pack_seeds=true", "seeds=[1,2,3]",
+                  f"hydra.sweep.dir={sweep}")
     assert result.code == 0, result.stderr
     runs = load_runs([sweep])
     assert len(runs) == 6 and set(runs.status) == {"completed"}
@@ -171,7 +174,7 @@ def poisoned(k: int):
 
 def test_a_diverging_member_fails_alone_and_its_pack_trains_on():
     """A member's NaN stays in its own parameters and Adam state: the others end as they would alone."""
-    data = make_synthetic_mosi(scale=0.1)
+    data = make_synthetic_mosi(scale=0.05)
     models = []
     for seed in (3, 7):
         seed_everything(seed)
