@@ -10,12 +10,12 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from msa_ablate.config import default_config  # (importing it registers the config schemas with Hydra)
 from msa_ablate.errors import UserError
 from msa_ablate.hydra_errors import one_line_errors
-from msa_ablate.jobs import Terminated, run_job
+from msa_ablate.jobs import Terminated, overridden_keys, run_job
 
 # conf/hydra/launcher/ takes the plugins' own names, so Hydra checks those files against the
 # plugins' schemas (what we want) and warns that the matching is deprecated (noise here).
@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith(("hydra", "schema")) and v is not None}
     try:
-        overridden = {o.lstrip("+~").split("=")[0] for o in OmegaConf.to_container(hc.overrides.task)}
+        overridden = overridden_keys(hc.overrides.task)
         # A progress bar where the output is a terminal, and jobs run one at a time in it.
         bar = sys.stderr.isatty() and (hc.mode == RunMode.RUN or hc.launcher._target_.endswith("BasicLauncher"))
         records = run_job(cfg, Path(hc.runtime.output_dir), choices, job_num=hc.job.get("num") or 0,

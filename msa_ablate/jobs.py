@@ -110,9 +110,12 @@ class Terminated(SystemExit):
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a run as Ctrl-C does (recorded as interrupted, checkpoint kept), where no
-    other handler is set (submitit sets its own, for preemption) and only in the main thread."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+    """SIGTERM stops a run as Ctrl-C does (recorded as interrupted, checkpoint kept), in the main
+    thread, where no other handler is set or where submitit's is: it only logs SIGTERM, so a
+    scancel'd job was SIGKILLed with no record (its preemption signal, USR2, stays submitit's)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    replaceable = previous == signal.SIG_DFL or getattr(previous, "__qualname__", "") == "SignalHandler.bypass"
+    if threading.current_thread() is not threading.main_thread() or not replaceable:
         yield
         return
 
@@ -123,7 +126,30 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def overridden_keys(overrides: Iterable[str]) -> set[str]:
+    """The keys a job's command-line overrides set (``+model.x=1`` and ``~seed`` too)."""
+    return {o.lstrip("+~").split("=")[0] for o in overrides}
+
+
+def completed_runs(cfg: DictConfig, runs: Iterable[tuple]) -> dict[Path, RunRecord]:
+    """The job's runs (``job_runs``) whose folder holds their completed record; none under ``resume=false``."""
+    if not cfg.get("resume", True):
+        return {}
+    return {folder: rec for _, folder, run_id in runs if (rec := records.completed(folder, run_id))}
+
+
+def nothing_to_do(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> bool:
+    """Whether the job would only skip: every run completed, and no robustness pass due. A
+    launcher asks it before spending a cluster slot on the job."""
+    try:
+        runs, _ = job_runs(cfg, output_dir, overridden)
+    except UserError:  # the job runs, fails, and its record says why
+        return False
+    done = completed_runs(cfg, runs)
+    return len(done) == len(runs) and not robustness_due(cfg, done)
 
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], job_num: int = 0,
@@ -169,7 +195,7 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
         record_failure(cfg, output_dir, choices, e)
         raise
     resume = cfg.get("resume", True)
-    done = {folder: rec for _, folder, run_id in runs if resume and (rec := records.completed(folder, run_id))}
+    done = completed_runs(cfg, runs)
     for folder, record in done.items():
         log.info("%s: already completed, skipped (resume=false runs it again); %s", folder, headline(record))
     todo = [(member, folder, run_id) for member, folder, run_id in runs if folder not in done]
@@ -217,21 +243,33 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
     return [*done.values(), *recs]
 
 
-def after_training(cfg: DictConfig, folders: Iterable[Path], job_num: int) -> None:
-    """``+eval=robustness``: the robustness pass on each completed run whose robustness.json is
-    missing or was made with other settings (a run skipped as done too)."""
+def robustness_due(cfg: DictConfig, folders: Iterable[Path]) -> list[Path]:
+    """``+eval=robustness``: the completed runs whose robustness.json is missing or was made with
+    other settings."""
     settings = OmegaConf.select(cfg, "eval.robustness")
     if settings is None:
-        return
+        return []
     settings = OmegaConf.to_container(settings, resolve=True)
-    device = resolve_device(cfg.trainer.device, job_num)
+    due = []
     for folder in folders:
         try:
             earlier = json.loads((folder / ROBUSTNESS).read_text())
         except (OSError, ValueError):
             earlier = {}
         if records.read(folder).status == "completed" and any(earlier.get(k) != v for k, v in settings.items()):
-            robustness_run(folder, device=device, **settings)
+            due.append(folder)
+    return due
+
+
+def after_training(cfg: DictConfig, folders: Iterable[Path], job_num: int) -> None:
+    """The robustness pass on each run that is due one (``robustness_due``; a run skipped as done too)."""
+    due = robustness_due(cfg, folders)
+    if not due:
+        return
+    settings = OmegaConf.to_container(cfg.eval.robustness, resolve=True)
+    device = resolve_device(cfg.trainer.device, job_num)
+    for folder in due:
+        robustness_run(folder, device=device, **settings)
 
 
 HEADLINE = {"mosi": ("Corr", "Non0_acc_2", "Non0_F1_score", "Mult_acc_7", "MAE"),
