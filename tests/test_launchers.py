@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from msa_ablate.run import resolve_device
-from tests.conftest import TINY, cli, compose_config, main
+from tests.conftest import TINY, compose_config, main
 
 
 
@@ -19,9 +19,10 @@ def completed_seeds(sweep) -> list[int]:
 
 @pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
 def test_a_two_job_sweep_through_a_launcher_plugin(tmp_path, launcher):
+    """The driver in this process (main), the jobs in the plugin's own processes."""
     sweep = tmp_path / "sweep"
-    proc = cli("-m", f"hydra/launcher={launcher}", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    result = main("-m", f"hydra/launcher={launcher}", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert result.code == 0, result.stderr
     assert completed_seeds(sweep) == [1, 2]
     launched = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["launcher"]["_target_"]
     assert launched.startswith(f"hydra_plugins.hydra_{launcher.split('_')[0]}")
