@@ -97,7 +97,7 @@ def refusal(plugin: Any, error: str) -> str:
     lines = [line.strip() for line in error.splitlines() if line.strip()]
     said = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else error)
     name = plugin.config.hydra.runtime.choices.get("hydra/launcher")
-    gpus = [f"hydra.launcher.{k}" for k in ("gpus_per_task", "gpus_per_node", "gres") if plugin.params.get(k)]
+    gpus = [f"hydra.launcher.{k}" for k in ("gpus_per_task", "gpus_per_node") if plugin.params.get(k)]
     hint = f" ({' and '.join(gpus)} asks for GPUs; on a CPU partition: hydra/launcher=submitit_slurm_cpu)" if gpus else ""
     return f"hydra/launcher={name}: the jobs were not submitted: {said}{hint}"
 

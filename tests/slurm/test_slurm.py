@@ -33,7 +33,10 @@ QUICK = ["data.scale=0.02", "trainer.epochs=30", "trainer.log_graph=false", "see
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> None:
-    state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=ENV, capture_output=True, text=True)
+    try:
+        state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=ENV, capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.fail("no SLURM commands here: tests/slurm/cluster.sh start")
     assert state.stdout.strip() in ("idle", "mix", "alloc"), (
         f"no SLURM node up ({state.stdout.strip() or state.stderr.strip()}): tests/slurm/cluster.sh start")
 
