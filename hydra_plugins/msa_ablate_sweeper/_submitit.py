@@ -82,7 +82,7 @@ def submit(plugin: Any, todo: List[Tuple[int, List[str], DictConfig]], job_dir_k
                                                       Singleton.get_state()) for idx, overrides, _ in todo]))
     except RuntimeError as e:  # submitit's FailedJobError (sbatch's exit status), or no srun here
         raise SubmissionError(refusal(plugin, str(e))) from None
-    log.info("submitted %d jobs to SLURM: %s", len(jobs), plugin.config.hydra.sweep.dir)
+    log.info("submitted %d job%s to SLURM: %s", len(jobs), "s" * (len(jobs) != 1), plugin.config.hydra.sweep.dir)
     for (idx, overrides, _), job in zip(todo, jobs):
         log.info("\t#%d (SLURM job %s): %s", idx, job.job_id, " ".join(filter_overrides(overrides)))
     watcher = SqueueWatcher()
