@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
@@ -52,18 +53,26 @@ def member_runs(cfg: DictConfig, output_dir: Path) -> list[tuple[DictConfig, Pat
     return runs
 
 
-def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> tuple[list, dict]:
-    """Each run of the job with its folder and identity, once its settings are checked, and the
-    data's fingerprint; a bad setting found here is a ConfigError naming it, interpolations included."""
+class Run(NamedTuple):
+    """One run of a job: its config, folder, identity, and its config resolved (as its record keeps it)."""
+    member: DictConfig
+    folder: Path
+    identity: str
+    config: dict
+
+
+def job_runs(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> tuple[list[Run], dict]:
+    """Each run of the job, once its settings are checked, and the data's fingerprint; a bad
+    setting found here is a ConfigError naming it, interpolations included."""
     try:
         check_settings(cfg)
         if cfg.trainer.pack_seeds and "seed" in overridden:
             raise ConfigError("seed: trainer.pack_seeds=true trains the seeds listed in seeds=[...]; a swept "
                               "seed would train the same pack once per value (drop it, e.g. "
                               "~hydra.sweeper.params.seed for a preset)")
-        data = fingerprint(records.resolved(cfg)["data"])
-        runs = [(member, folder, records.identity(records.resolved(member), data))
-                for member, folder in member_runs(cfg, output_dir)]
+        members = [(member, folder, records.resolved(member)) for member, folder in member_runs(cfg, output_dir)]
+        data = fingerprint(members[0][2]["data"])  # the members differ in their seed only
+        runs = [Run(member, folder, records.identity(config, data), config) for member, folder, config in members]
     except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist
         raise ConfigError(f"{getattr(e, 'full_key', None) or 'config'}: {str(e).splitlines()[0]}") from None
     return runs, data
@@ -134,11 +143,11 @@ def overridden_keys(overrides: Iterable[str]) -> set[str]:
     return {o.lstrip("+~").split("=")[0] for o in overrides}
 
 
-def completed_runs(cfg: DictConfig, runs: Iterable[tuple]) -> dict[Path, RunRecord]:
+def completed_runs(cfg: DictConfig, runs: Iterable[Run]) -> dict[Path, RunRecord]:
     """The job's runs (``job_runs``) whose folder holds their completed record; none under ``resume=false``."""
     if not cfg.get("resume", True):
         return {}
-    return {folder: rec for _, folder, run_id in runs if (rec := records.completed(folder, run_id))}
+    return {run.folder: rec for run in runs if (rec := records.completed(run.folder, run.identity))}
 
 
 def nothing_to_do(cfg: DictConfig, output_dir: Path, overridden: Collection[str]) -> bool:
@@ -198,22 +207,21 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
     done = completed_runs(cfg, runs)
     for folder, record in done.items():
         log.info("%s: already completed, skipped (resume=false runs it again); %s", folder, headline(record))
-    todo = [(member, folder, run_id) for member, folder, run_id in runs if folder not in done]
+    todo = [run for run in runs if run.folder not in done]
     if not todo:
         after_training(cfg, done, job_num)
         return list(done.values())
-    checkpoint, key = output_dir / "checkpoint.pt", "+".join(run_id for _, _, run_id in todo)
+    checkpoint, key = output_dir / "checkpoint.pt", "+".join(run.identity for run in todo)
     saved = peek(checkpoint) if resume else None
     if saved is None or saved["key"] != key:  # a fresh start: what is in the folders goes aside
         saved = None
-        for folder, run_id in dict.fromkeys([(output_dir, key), *((f, i) for _, f, i in todo)]):
+        for folder, run_id in dict.fromkeys([(output_dir, key), *((run.folder, run.identity) for run in todo)]):
             set_aside(folder, run_id, data, resume)
     base = (records.resolved(default), default.hydra.runtime.choices) if default is not None else None
-    configs = [records.resolved(member) for member, _, _ in todo]
-    recs = [RunRecord(identity=run_id, seed=member.seed, choices=dict(choices), config=config,
-                      changes=records.changes(config, choices, *base) if base else None,
+    recs = [RunRecord(identity=run.identity, seed=run.member.seed, choices=dict(choices), config=run.config,
+                      changes=records.changes(run.config, choices, *base) if base else None,
                       varied=list(varied) or None, data={"fingerprint": data})
-            for (member, _, run_id), config in zip(todo, configs)]
+            for run in todo]
     # In this order: the checkpoint loads before the optimisers become graph-capturable, and the
     # progress display counts the graphed step (each callback wraps the step of those before it).
     callbacks = [Checkpoint(checkpoint, key, saved), *([CudaGraph()] if cfg.trainer.cuda_graph else []),
@@ -223,7 +231,7 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
             device = resolve_device(cfg.trainer.device, job_num)
             for record in recs:
                 record.provenance = records.provenance(device)
-            train_runs([m for m, _, _ in todo], [f for _, f, _ in todo], device, recs, callbacks)
+            train_runs([run.member for run in todo], [run.folder for run in todo], device, recs, callbacks)
         if not cfg.trainer.keep_checkpoint:
             checkpoint.unlink(missing_ok=True)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, SIGTERM, or a preemption (submitit exits):
@@ -234,10 +242,10 @@ def run_locked(cfg: DictConfig, output_dir: Path, choices: Mapping[str, str], jo
         if not isinstance(e, UserError):
             log.error("run failed:\n%s", traceback.format_exc())
         raise
-    for record, (_, folder, _) in zip(recs, todo):
-        log.info("%s: %s", folder, headline(record))
+    for record, run in zip(recs, todo):
+        log.info("%s: %s", run.folder, headline(record))
     diverged = [f"seed {r.seed}: {r.reason.removeprefix('TrainingDiverged: ')}" for r in recs if r.status == "failed"]
-    after_training(cfg, [*done, *(folder for _, folder, _ in todo)], job_num)
+    after_training(cfg, [*done, *(run.folder for run in todo)], job_num)
     if diverged:  # a pack's members; the job fails (a sweep reports it at the end), the others are kept
         raise TrainingDiverged("; ".join(diverged))
     return [*done.values(), *recs]
@@ -287,9 +295,9 @@ def headline(record: RunRecord) -> str:
             f"{len(record.history)} (valid {metric} {valid[metric]:.4f}); test {scores}")
 
 
-def mark(recs: list[RunRecord], todo: list, status: str, reason: str) -> None:
+def mark(recs: list[RunRecord], todo: list[Run], status: str, reason: str) -> None:
     """Writes the records of the runs that did not finish, with their status and why."""
-    for record, (_, folder, _) in zip(recs, todo):
+    for record, run in zip(recs, todo):
         if record.status is None:
             record.status, record.reason = status, reason
-            records.write(folder, record)
+            records.write(run.folder, record)
