@@ -97,6 +97,10 @@ def build_model(cfg: DictConfig, data: MSAData, choices: dict[str, str]) -> torc
                           f"steps of their own ({steps}): set data.align=resample or data.align=pool, or choose "
                           "a fusion that attends across them (cross_attention, text_centred) or pools each "
                           "(tensor, low_rank, late)")
+    if getattr(model.text_input, "stepwise", False) and len(set(steps.values())) > 1:  # MAG-BERT's gate
+        raise ConfigError(f"text={choices.get('text')}: its gate adds the other modalities to the text step by step, "
+                          f"and these have steps of their own ({steps}): set data.align=resample or "
+                          "data.align=pool, or use text=bert")
     return model
 
 

@@ -50,11 +50,14 @@ PARAMS = {
 
 
 ACROSS = {"cross_attention", "mult"}  # fusions that attend from one modality to another
+TEXT_ONLY = {"text_cls"}  # fusions that read the text alone (MAG-BERT's [CLS]): rejected without it (test_mag_bert)
 
 
 def allowed(row: dict[str, str]) -> bool:
-    """A fusion across modalities needs two: that pair is rejected (tested below), not trained."""
-    return not (row.get("fusion") in ACROSS and row.get("modalities") in SINGLE)
+    """A fusion across modalities needs two, and one of the text needs the text: those pairs are rejected
+    (tested below, and in test_mag_bert), not trained."""
+    return not ((row.get("fusion") in ACROSS and row.get("modalities") in SINGLE)
+                or (row.get("fusion") in TEXT_ONLY and "t" not in row.get("modalities", "t")))
 
 
 def built_parts(model: torch.nn.Module, group: str) -> list[object]:

@@ -12,7 +12,8 @@ when a model reads BERT, so a run on features never pays for it.
 
 The module owns the ``BertModel`` (``self.bert``) and runs it in two parts, ``embed`` (the embedding
 output) and ``encode`` (the layers, under a mask it builds itself), so that a later option can put
-a gate between them or between layers (MAG-BERT's, after the embeddings), read the CLS state
+a gate between them or between layers (MAG-BERT's, after the embeddings: ``text=mag_bert``,
+msa_ablate/models/mag.py), read the CLS state
 (Self-MM) or a masked mean (MISA). Calling the parts with its own additive mask, rather than
 ``BertModel.forward``, also keeps a host sync out of the step (transformers checks whether the mask is
 all ones), which vmap (seed packs) cannot go through; a test holds ``forward`` equal to
@@ -91,8 +92,9 @@ def _loading(transformers) -> Iterator[None]:
             os.environ["USE_HUB_KERNELS"] = kernels
 
 
-def load_bert(checkpoint: str) -> nn.Module:
-    """``BertModel.from_pretrained(checkpoint)`` without its pooler: from a local folder; else a name
+def load_bert(checkpoint: str, pooler: bool = False) -> nn.Module:
+    """``BertModel.from_pretrained(checkpoint)``, without its pooler unless ``pooler`` (MAG-BERT's read-out
+    starts from it: msa_ablate/models/mag.py): from a local folder; else a name
     in the Hugging Face cache; else from the hub, if it answers. Each failure is one ConfigError naming
     ``model.bert`` and how to point it at a local folder, at once rather than after the hub's retries."""
     transformers = transformers_module()
@@ -109,7 +111,7 @@ def load_bert(checkpoint: str) -> nn.Module:
                                   f"reached; {HOW}")
             try:
                 return transformers.BertModel.from_pretrained(str(folder) if local else checkpoint,
-                                                              add_pooling_layer=False, local_files_only=local_only)
+                                                              add_pooling_layer=pooler, local_files_only=local_only)
             except OSError as e:
                 reason = " ".join(str(e).split())[:160]
             except (ValueError, KeyError, RuntimeError) as e:  # a folder or model holding something else
@@ -124,6 +126,8 @@ class BertText(nn.Module):
     """MMSA's ``text_bert`` (B, 3, L) -> BERT's last hidden states (B, L, hidden), fine-tuned with the
     rest of the model (BERT's own learning rate and weight decay: ``optimizer.bert_lr``,
     ``optimizer.bert_weight_decay``). ``bert``: the checkpoint (``model.bert``), which the model passes."""
+
+    reads_modalities = False  # the text alone (MAG-BERT's reads the other modalities too: models/mag.py)
 
     def __init__(self, bert: str) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from msa_ablate.errors import one_of, positive_int, rate
+from msa_ablate.errors import one_of, positive_int, positive_number, rate
 from msa_ablate.models.fusions import POOLS, read_out
 
 
@@ -25,11 +25,17 @@ class SigmoidHead(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """An unbounded linear score: no saturation near the range's ends, and predictions may leave it."""
+    """An unbounded linear score: no saturation near the range's ends, and predictions may leave it.
+    ``init_std``: its weights drawn from N(0, init_std) and its bias 0, as BERT initialises a classifier
+    (MAG-BERT's: BertPreTrainedModel's initializer_range, 0.02); null: torch's default."""
 
-    def __init__(self, in_dim: int, label_range: tuple[float, float] = (-3.0, 3.0)) -> None:
+    def __init__(self, in_dim: int, label_range: tuple[float, float] = (-3.0, 3.0),
+                 init_std: float | None = None) -> None:
         super().__init__()
         self.fc = nn.Linear(in_dim, 1)
+        if init_std is not None:
+            nn.init.normal_(self.fc.weight, std=positive_number("head.init_std", init_std))
+            nn.init.zeros_(self.fc.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(h).squeeze(-1)

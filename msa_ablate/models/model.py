@@ -60,7 +60,8 @@ class MultimodalSentimentModel(nn.Module):
 
     ``text`` (text=bert): a module built from the checkpoint ``bert`` (``model.bert``) that turns the
     batch's ``text_bert`` token ids into the text's (B, L, hidden) sequence, which the text branch
-    reads in place of the features. ``tasks`` (tasks=unimodal): heads of auxiliary tasks on the
+    reads in place of the features (text=mag_bert's also gets the other modalities' features, for its
+    gate). ``tasks`` (tasks=unimodal): heads of auxiliary tasks on the
     branches' outputs; the model then returns ``{"main": scores, modality: its head's scores}``."""
 
     def __init__(
@@ -93,7 +94,10 @@ class MultimodalSentimentModel(nn.Module):
         encoders = per_modality("encoders", encoders or {}, input_dims, callable, "an encoder", encoder)
         one_of("model.input_activation", input_activation, ACTIVATIONS)
         if text is not None and "text" in self.modalities:  # BERT's hidden states in place of the text features
-            self.text_input = text(bert=bert)  # model.bert, whatever the text node says
+            others = {m: input_dims[m] for m in self.modalities if m != "text"}  # MAG-BERT's gate reads them
+            reads = getattr(getattr(text, "func", text), "reads_modalities", False)
+            # model.bert, whatever the text node says
+            self.text_input = text(bert=bert, **({"input_dims": others} if reads else {}))
             input_dims = {**input_dims, "text": self.text_input.out_dim}
         else:
             self.text_input = None
@@ -117,7 +121,8 @@ class MultimodalSentimentModel(nn.Module):
             shared = content_mask({k: x for k, x in inputs.items() if not k.endswith("_mask") and k != "text_bert"})
             masks = {m: shared if mask is None else mask for m, mask in masks.items()}
         if self.text_input is not None:
-            inputs = {**inputs, "text": self.text_input(inputs["text_bert"])}
+            others = ({m: inputs[m] for m in self.text_input.input_dims},) if self.text_input.reads_modalities else ()
+            inputs = {**inputs, "text": self.text_input(inputs["text_bert"], *others)}
         seqs = {m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}
         fused = self.fusion(seqs, masks)
         if isinstance(fused, dict):
