@@ -45,3 +45,42 @@ class MultiTaskLoss(nn.Module):
         if not isinstance(outputs, Mapping):
             return self.criterion(outputs, targets)
         return sum(self.weights[t] * self.criterion(outputs[t], targets[t]) for t in outputs)
+
+
+# Auxiliary losses: terms a model part computes from its own internals during training (MISA's similarity,
+# difference and reconstruction), already weighted by that part's config. The model returns each under
+# ``AUX + name`` beside the main scores; the trainer adds them to the main loss (msa_ablate/train.py). Valid
+# and test losses, metrics and predictions never include them.
+AUX = "aux:"
+
+
+def central_moment_discrepancy(x: torch.Tensor, y: torch.Tensor, moments: int = 5) -> torch.Tensor:
+    """CMD (Zellinger et al. 2017), as MISA's code computes it (MMSA trains/singleTask/MISA.py, CMD): the
+    Euclidean distance between the batch means of (B, D) ``x`` and ``y``, plus, for k = 2 .. ``moments``,
+    between their k-th central moments (each feature's mean of (x - mean)^k over the batch); unnormalised."""
+    mx, my = x.mean(0), y.mean(0)
+    total = _norm(mx - my)
+    for k in range(2, moments + 1):
+        total = total + _norm((x - mx).pow(k).mean(0) - (y - my).pow(k).mean(0))
+    return total
+
+
+def _norm(v: torch.Tensor) -> torch.Tensor:
+    """The Euclidean norm, its gradient 0 (not NaN) where it is 0: a batch of one clip has no central moments."""
+    squares = v.pow(2).sum()
+    return torch.where(squares > 0, squares, 1.0).sqrt() * (squares > 0)
+
+
+def difference_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MISA's soft orthogonality (MMSA trains/singleTask/MISA.py, DiffLoss): (B, D) ``x`` and ``y`` centred over
+    the batch, each row divided by its L2 norm (+1e-6; the norm held constant for the gradient, as there), and
+    the mean of the squared entries of x^T y, (D, D)."""
+    x, y = x - x.mean(0, keepdim=True), y - y.mean(0, keepdim=True)
+    x = x / (x.norm(dim=1, keepdim=True).detach() + 1e-6)
+    y = y / (y.norm(dim=1, keepdim=True).detach() + 1e-6)
+    return (x.T @ y).pow(2).mean()
+
+
+def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean squared error over every entry (MMSA trains/singleTask/MISA.py, MSE); the target is not detached."""
+    return (target - prediction).pow(2).mean()

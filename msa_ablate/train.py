@@ -28,7 +28,9 @@ from torch import nn
 
 from msa_ablate.config import TrainerConfig
 from msa_ablate.data import MSAData, Split
+import msa_ablate.experiments  # noqa: F401  (registers the experiments' resolver before any sweep composes)
 from msa_ablate.errors import UserError
+from msa_ablate.losses import AUX
 from msa_ablate.members import Members, members_of
 from msa_ablate.metrics import LOWER_IS_BETTER, regression_metrics
 from msa_ablate.optim import adam, cosine, per_epoch
@@ -162,6 +164,16 @@ def main_scores(outputs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor
     return outputs["main"] if isinstance(outputs, dict) else outputs
 
 
+def auxiliary(outputs: torch.Tensor | dict[str, torch.Tensor]) -> tuple[torch.Tensor | dict[str, torch.Tensor],
+                                                                         torch.Tensor | None]:
+    """The outputs without their auxiliary losses (``aux:<name>``, each (K,), weighted by the part that
+    computed them: MISA's), and those losses' (K,) sum; None where there are none."""
+    if not isinstance(outputs, dict) or not any(k.startswith(AUX) for k in outputs):
+        return outputs, None
+    rest = {k: v for k, v in outputs.items() if not k.startswith(AUX)}
+    return rest if len(rest) > 1 else rest["main"], sum(v for k, v in outputs.items() if k.startswith(AUX))
+
+
 def task_losses(outputs: dict[str, torch.Tensor], split: Split, idx: torch.Tensor, labels: torch.Tensor,
                 loss_fn: LossFn) -> torch.Tensor:
     """(K,): each member's loss over the tasks its model scores (tasks=unimodal), each task against its
@@ -185,11 +197,13 @@ def train_step(members: Members, train: Split, loss_fn: LossFn, optimizers: Sequ
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         x, y = gather(train, idx)
-        outputs = members(x)
+        outputs, aux = auxiliary(members(x))
         if isinstance(outputs, dict):  # tasks=unimodal: the multimodal scores and each modality's
             losses = task_losses(outputs, train, idx, y, loss_fn)
         else:
             losses = torch.stack([loss_fn(p, t) for p, t in zip(outputs, y)])
+        if aux is not None:  # the model's auxiliary losses (MISA's), added to the training loss only
+            losses = losses + aux
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # members share no parameter: each gets its own gradient

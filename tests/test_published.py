@@ -10,7 +10,7 @@ from analysis.published import COLUMNS, dataset_of, load, matches
 from analysis.summarize import main
 from tests.test_analysis import write_job
 
-PRESETS = {"", "baseline", "ef_lstm", "lf_lstm", "tfn", "lmf", "mfn", "mult"}
+PRESETS = {"", "baseline", "ef_lstm", "lf_lstm", "tfn", "lmf", "mfn", "mult", "misa"}
 MULT = {"+preset": "mult", "encoder": "none", "fusion": "cross_attention"}
 
 

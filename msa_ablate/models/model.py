@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from msa_ablate.errors import ConfigError, is_int, is_number, one_of, positive_int
+from msa_ablate.losses import AUX
 from msa_ablate.models.sequences import content_mask
 
 ACTIVATIONS = {"relu": F.relu, "none": lambda x: x}
@@ -62,7 +63,10 @@ class MultimodalSentimentModel(nn.Module):
     batch's ``text_bert`` token ids into the text's (B, L, hidden) sequence, which the text branch
     reads in place of the features (text=mag_bert's also gets the other modalities' features, for its
     gate). ``tasks`` (tasks=unimodal): heads of auxiliary tasks on the
-    branches' outputs; the model then returns ``{"main": scores, modality: its head's scores}``."""
+    branches' outputs; the model then returns ``{"main": scores, modality: its head's scores}``. A fusion
+    that ``reads_features`` (MISA's) gets each modality's input as it is, with ``input_dims``, and no branch
+    is built; one that returns ``(fused, {name: loss})`` in training adds auxiliary losses, returned as
+    ``{"main": scores, "aux:<name>": loss}`` for the trainer to add (msa_ablate/losses.py)."""
 
     def __init__(
         self,
@@ -101,10 +105,18 @@ class MultimodalSentimentModel(nn.Module):
             input_dims = {**input_dims, "text": self.text_input.out_dim}
         else:
             self.text_input = None
-        self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoders[m](hidden), layernorm,
-                                                         dropout[m], rank[m], input_activation, input_bias)
-                                       for m in self.modalities})
-        self.fusion = fusion(dim=hidden, modalities=self.modalities)
+        if getattr(getattr(fusion, "func", fusion), "reads_features", False):  # MISA's: its own subnetworks
+            if tasks is not None:
+                raise ConfigError("tasks=unimodal: its heads read the branches' outputs, and this fusion reads the "
+                                  "features itself (it has no branches); use tasks=main")
+            self.branches = nn.ModuleDict()
+            self.fusion = fusion(dim=hidden, modalities=self.modalities,
+                                 input_dims={m: input_dims[m] for m in self.modalities})
+        else:
+            self.branches = nn.ModuleDict({m: ModalityBranch(input_dims[m], hidden, encoders[m](hidden), layernorm,
+                                                             dropout[m], rank[m], input_activation, input_bias)
+                                           for m in self.modalities})
+            self.fusion = fusion(dim=hidden, modalities=self.modalities)
         if getattr(self.fusion, "per_modality", False):  # late fusion: one head per modality
             self.head = nn.ModuleDict({m: head(self.fusion.out_dim, label_range=label_range)
                                        for m in self.modalities})
@@ -123,10 +135,16 @@ class MultimodalSentimentModel(nn.Module):
         if self.text_input is not None:
             others = ({m: inputs[m] for m in self.text_input.input_dims},) if self.text_input.reads_modalities else ()
             inputs = {**inputs, "text": self.text_input(inputs["text_bert"], *others)}
-        seqs = {m: self.branches[m](inputs[m], masks[m]) for m in self.modalities}
-        fused = self.fusion(seqs, masks)
+        seqs = {m: self.branches[m](inputs[m], masks[m]) if self.branches else inputs[m] for m in self.modalities}
+        fused, aux = self.fusion(seqs, masks), {}
+        if isinstance(fused, tuple):  # in training, with its auxiliary losses (MISA's), weighted
+            fused, aux = fused
         if isinstance(fused, dict):
             scores = torch.stack([self.head[m](h) for m, h in fused.items()]).mean(0)
         else:
             scores = self.head(fused)
-        return scores if self.tasks is None else {"main": scores, **self.tasks(seqs, masks)}
+        outputs = scores if self.tasks is None else {"main": scores, **self.tasks(seqs, masks)}
+        if aux:  # the trainer adds them to the loss; nothing else reads them
+            outputs = {**(outputs if isinstance(outputs, dict) else {"main": outputs}),
+                       **{AUX + name: term for name, term in aux.items()}}
+        return outputs
