@@ -140,6 +140,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def overridden_keys(overrides: Iterable[str]) -> set[str]:
     """The keys a job's command-line overrides set (``+model.x=1`` and ``~seed`` too)."""
+    if OmegaConf.is_list(overrides):  # Hydra's list: read as text, not resolved (``trainer.lr=${nope}``)
+        overrides = OmegaConf.to_container(overrides)
     return {o.lstrip("+~").split("=")[0] for o in overrides}
 
 
